@@ -1,0 +1,22 @@
+"""The ``atstack`` command line: one group, one module per command family."""
+
+from __future__ import annotations
+
+import click
+
+from atstack.cli.bench import bench
+from atstack.cli.keys import key
+from atstack.cli.repo import repo
+from atstack.cli.syntax import syntax
+
+
+@click.group()
+@click.version_option(package_name="atstack")
+def main() -> None:
+    """atstack: AT Protocol (Bluesky) network infrastructure."""
+
+
+main.add_command(key)
+main.add_command(repo)
+main.add_command(syntax)
+main.add_command(bench)

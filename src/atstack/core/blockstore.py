@@ -1,0 +1,67 @@
+"""Block stores: CID → bytes maps that the MST, commits and CAR code read and write through.
+
+Spec: atproto.com/specs/repository (blocks are content-addressed DRISL items). ``core`` is pure, so only the
+in-memory store lives here; services put SQLite/file-backed stores behind the same small interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from atstack.core.cid import CID, cid_for_cbor
+
+__all__ = ["BlockStore", "MemoryBlockStore", "MissingBlock"]
+
+
+class MissingBlock(KeyError):
+    """A block that a structure links to is not in the store."""
+
+    def __init__(self, cid: CID) -> None:
+        super().__init__(cid)
+        self.cid = cid
+
+    def __str__(self) -> str:
+        return f"missing block {self.cid.encode()}"
+
+
+class BlockStore(Protocol):
+    def get(self, cid: CID) -> bytes | None: ...
+
+    def has(self, cid: CID) -> bool: ...
+
+
+class MemoryBlockStore:
+    """A dict of blocks; also the overlay type used to collect the new blocks of a commit."""
+
+    __slots__ = ("blocks",)
+
+    def __init__(self, blocks: dict[CID, bytes] | None = None) -> None:
+        self.blocks: dict[CID, bytes] = {} if blocks is None else blocks
+
+    def get(self, cid: CID) -> bytes | None:
+        return self.blocks.get(cid)
+
+    def has(self, cid: CID) -> bool:
+        return cid in self.blocks
+
+    def put(self, data: bytes) -> CID:
+        """Store a DRISL block and return its dag-cbor CID."""
+        cid = cid_for_cbor(data)
+        self.blocks[cid] = data
+        return cid
+
+    def put_block(self, cid: CID, data: bytes) -> None:
+        self.blocks[cid] = data
+
+    def update(self, blocks: Iterable[tuple[CID, bytes]]) -> None:
+        self.blocks.update(blocks)
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __iter__(self) -> Iterator[CID]:
+        return iter(self.blocks)
+
+    def items(self) -> Iterable[tuple[CID, bytes]]:
+        return self.blocks.items()
