@@ -6,6 +6,7 @@ import click
 
 from atstack.cli.bench import bench
 from atstack.cli.keys import key
+from atstack.cli.plc import plc
 from atstack.cli.repo import repo
 from atstack.cli.syntax import syntax
 
@@ -20,3 +21,4 @@ main.add_command(key)
 main.add_command(repo)
 main.add_command(syntax)
 main.add_command(bench)
+main.add_command(plc)

@@ -1,0 +1,462 @@
+"""The event-stream server: cursor replay from a persistent log, then live fan-out over WebSockets.
+
+Spec: atproto.com/specs/event-stream, checklist §5. Written once for every ``subscribeRepos``-style
+endpoint (PDS, relay). The service persists each event, then calls :meth:`EventStreamHub.publish` with its
+``seq`` and pre-encoded frame; subscribers are served from an :class:`EventLog` it supplies.
+
+Cursor rules (``cursor`` query parameter):
+
+* absent → live events only;
+* greater than the latest seq (or than 0 on an empty log) → error frame ``FutureCursor``, then close;
+* ``0`` → replay the whole retained window, then live;
+* older than the window (``cursor + 1 < oldest seq``) → ``#info {name: "OutdatedCursor"}``, whole window;
+* otherwise → replay events with ``seq > cursor`` (the reference PDS's reading: the cursor is the last seq
+  the consumer processed), then live.
+
+The switch from replay to live has no gap and no duplicate without buffering live events during replay:
+the replay re-reads the log until it has sent everything up to the last *published* seq, and joins the
+live set synchronously right after that check, so every later ``publish`` reaches it; a live event it
+already replayed (persisted and read before being published) is skipped by seq. A replay that cannot keep
+up with the write rate simply keeps reading the log, in bounded batches.
+
+Fan-out encodes once: ``publish`` prepends the WebSocket frame header to the payload a single time and
+queues that same ``bytes`` object for every live subscriber. Each subscriber's writer swaps out its whole
+queue and hands it to the socket transport in one ``writelines`` call, then waits for the transport to
+drain if it is over its high-water mark — no per-message ``send_bytes``. A queue over ``max_outbox_frames``
+or ``max_outbox_bytes`` drops the subscriber: it gets ``ConsumerTooSlow`` and is closed, so memory per
+subscriber stays bounded (queue + one swapped batch in the transport) and nobody else waits for it.
+Client frames are ignored (read and discarded so pings and close handshakes work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import struct
+from typing import Any, Protocol
+
+from aiohttp import WSCloseCode, web
+
+from atstack.core.stream import MAX_SEQ, encode_error, encode_message
+from atstack.xrpc.errors import InvalidRequestError, NotEnoughResourcesError
+from atstack.xrpc.metrics import XRPCMetrics
+from atstack.xrpc.request import XRPCRequest
+
+__all__ = ["EventLog", "EventStreamHub", "MemoryEventLog", "ws_binary_frame"]
+
+log = logging.getLogger("atstack.stream")
+
+_OPCODE_BINARY = 0x82  # FIN + binary
+_REPLAY_WRITE_BYTES = 1 << 20
+_PACK_SHORT = struct.Struct("!BBH").pack
+_PACK_LONG = struct.Struct("!BBQ").pack
+
+
+def ws_binary_frame(payload: bytes) -> bytes:
+    """One unmasked, uncompressed server-to-client WebSocket binary frame (RFC 6455 §5.2)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((_OPCODE_BINARY, n)) + payload
+    if n < 65536:
+        return _PACK_SHORT(_OPCODE_BINARY, 126, n) + payload
+    return _PACK_LONG(_OPCODE_BINARY, 127, n) + payload
+
+
+def _ws_payload(wire: bytes) -> bytes:
+    n = wire[1] & 0x7F
+    return wire[2:] if n < 126 else wire[4:] if n == 126 else wire[10:]
+
+
+class EventLog(Protocol):
+    """The persisted, seq-ordered events a hub replays from (the sequencer's table, the relay's log)."""
+
+    def latest_seq(self) -> int | None:
+        """Highest persisted seq, ``None`` when empty."""
+        ...
+
+    def oldest_seq(self) -> int | None:
+        """Lowest seq still retained, ``None`` when empty."""
+        ...
+
+    async def read_after(self, cursor: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` ``(seq, frame)`` with ``seq > cursor``, ascending; frames already encoded."""
+        ...
+
+
+class MemoryEventLog:
+    """An in-memory :class:`EventLog` keeping the last ``retain`` events (tests, ephemeral streams)."""
+
+    def __init__(self, retain: int = 100_000) -> None:
+        self.retain = retain
+        self._seqs: list[int] = []
+        self._frames: list[bytes] = []
+
+    def append(self, seq: int, frame: bytes) -> None:
+        if self._seqs and seq <= self._seqs[-1]:
+            raise ValueError(f"seq {seq} is not above the latest {self._seqs[-1]}")
+        self._seqs.append(seq)
+        self._frames.append(frame)
+        if len(self._seqs) > self.retain * 2:
+            # trim in bulk so appends stay amortised O(1)
+            del self._seqs[: -self.retain]
+            del self._frames[: -self.retain]
+
+    def trim_before(self, seq: int) -> None:
+        """Drop events below ``seq`` (what a retention job does)."""
+        cut = bisect.bisect_left(self._seqs, seq)
+        del self._seqs[:cut]
+        del self._frames[:cut]
+
+    def _start(self) -> int:
+        return max(0, len(self._seqs) - self.retain)
+
+    def latest_seq(self) -> int | None:
+        return self._seqs[-1] if self._seqs else None
+
+    def oldest_seq(self) -> int | None:
+        return self._seqs[self._start()] if self._seqs else None
+
+    async def read_after(self, cursor: int, limit: int) -> list[tuple[int, bytes]]:
+        lo = max(bisect.bisect_right(self._seqs, cursor), self._start())
+        hi = min(lo + limit, len(self._seqs))
+        return list(zip(self._seqs[lo:hi], self._frames[lo:hi], strict=True))
+
+
+class _Subscriber:
+    __slots__ = (
+        "closing",
+        "dropped",
+        "last_seq",
+        "protocol",
+        "queue",
+        "queued_bytes",
+        "remote",
+        "transport",
+        "waiter",
+        "ws",
+    )
+
+    def __init__(self, ws: web.WebSocketResponse, remote: str | None, coalesce: bool = True) -> None:
+        self.ws = ws
+        self.remote = remote
+        self.queue: list[bytes] = []
+        self.queued_bytes = 0
+        self.last_seq = 0  # highest seq sent or queued; live events at or below it are duplicates
+        self.waiter: asyncio.Future[None] | None = None
+        self.dropped = False
+        self.closing = False
+        # The fast path writes pre-built frames straight to the socket transport; aiohttp keeps both on
+        # its WebSocket writer. If a future aiohttp hides them we fall back to send_bytes per frame.
+        writer = getattr(ws, "_writer", None)
+        self.transport: Any = getattr(writer, "transport", None)
+        self.protocol: Any = getattr(writer, "protocol", None)
+        fast = hasattr(self.protocol, "_drain_helper") and hasattr(self.transport, "writelines")
+        if not (fast and coalesce):
+            self.transport = self.protocol = None
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def write(self, frames: list[bytes]) -> None:
+        """Write complete wire frames, then wait while the transport is over its high-water mark."""
+        transport = self.transport
+        if transport is None:
+            for wire in frames:
+                await self.ws.send_bytes(_ws_payload(wire))
+            return
+        if transport.is_closing():
+            raise ConnectionResetError("subscriber connection closed")
+        transport.writelines(frames)
+        if self.protocol.writing_paused:
+            await self.protocol._drain_helper()
+
+
+class EventStreamHub:
+    """Serves one subscription NSID from an :class:`EventLog` plus live :meth:`publish` calls.
+
+    ``publish`` must be called on the event loop, in seq order, after the event is persisted (so that a
+    replay reading the log can find it).
+    """
+
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        nsid: str = "com.atproto.sync.subscribeRepos",
+        metrics: XRPCMetrics | None = None,
+        max_outbox_frames: int = 10_000,
+        max_outbox_bytes: int = 32 * 1024 * 1024,
+        replay_batch: int = 500,
+        max_subscribers: int | None = None,
+        close_timeout: float = 5.0,
+        heartbeat: float | None = 30.0,
+        coalesce: bool = True,
+    ) -> None:
+        self.log = log
+        self.nsid = nsid
+        self.max_outbox_frames = max_outbox_frames
+        self.max_outbox_bytes = max_outbox_bytes
+        self.replay_batch = replay_batch
+        self.max_subscribers = max_subscribers
+        self.close_timeout = close_timeout
+        self.heartbeat = heartbeat
+        self.coalesce = coalesce  # False: one ws.send_bytes per frame (slower; kept for comparison)
+        self._live: dict[_Subscriber, None] = {}  # insertion-ordered set
+        self._all: set[_Subscriber] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._last_published = log.latest_seq() or 0
+        self._closed = False
+        self._gauge = metrics.stream_subscribers.labels(nsid) if metrics else None
+        self._sent = metrics.stream_frames_sent.labels(nsid) if metrics else None
+        self._dropped = metrics.stream_consumers_dropped.labels(nsid, "too_slow") if metrics else None
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._all)
+
+    @property
+    def live_subscriber_count(self) -> int:
+        """Subscribers past their replay, receiving published events."""
+        return len(self._live)
+
+    @property
+    def last_published(self) -> int:
+        return self._last_published
+
+    def mount(self, router: Any) -> None:
+        """Register :meth:`serve` for this hub's NSID on an ``XRPCRouter`` and close streams at shutdown."""
+        router.subscription(self.nsid)(self.serve)
+        router.add_shutdown_hook(self.close_all)
+
+    # publishing -----------------------------------------------------------------------------------
+
+    def publish(self, seq: int, frame: bytes) -> None:
+        """Fan a persisted event out to every live subscriber (frame header built once, shared bytes)."""
+        if seq <= self._last_published:
+            raise ValueError(f"publish out of order: seq {seq} after {self._last_published}")
+        self._last_published = seq
+        if not self._live:
+            return
+        wire = ws_binary_frame(frame)
+        size = len(wire)
+        max_frames, max_bytes = self.max_outbox_frames, self.max_outbox_bytes
+        overflowed: list[_Subscriber] | None = None
+        for sub in self._live:
+            if seq <= sub.last_seq:
+                continue
+            sub.last_seq = seq
+            queue = sub.queue
+            queue.append(wire)
+            sub.queued_bytes += size
+            if len(queue) > max_frames or sub.queued_bytes > max_bytes:
+                if overflowed is None:
+                    overflowed = []
+                overflowed.append(sub)
+            elif sub.waiter is not None:
+                sub.wake()
+        if overflowed:
+            for sub in overflowed:
+                self._drop(sub)
+
+    def _drop(self, sub: _Subscriber) -> None:
+        self._live.pop(sub, None)
+        sub.queue = []
+        sub.queued_bytes = 0
+        sub.dropped = True
+        if self._dropped is not None:
+            self._dropped.inc()
+        log.info("dropping slow subscriber", extra={"nsid": self.nsid, "remote": sub.remote})
+        sub.wake()
+
+    # serving --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def parse_cursor(params: dict[str, Any]) -> int | None:
+        raw = params.get("cursor")
+        if raw is None:
+            return None
+        if isinstance(raw, list):
+            raise InvalidRequestError("cursor must be given once")
+        if isinstance(raw, bool):
+            raise InvalidRequestError("cursor must be an integer")
+        if isinstance(raw, int):
+            value = raw
+        elif isinstance(raw, str) and raw.isascii() and raw.isdigit():
+            value = int(raw)
+        else:
+            raise InvalidRequestError("cursor must be a non-negative integer")
+        if not 0 <= value < MAX_SEQ:
+            raise InvalidRequestError("cursor must be a non-negative integer below 2^53")
+        return value
+
+    async def serve(self, req: XRPCRequest) -> web.WebSocketResponse:
+        """Subscription handler: validate, upgrade, replay and stream until either side closes."""
+        cursor = self.parse_cursor(req.params)
+        if self._closed:
+            raise NotEnoughResourcesError("event stream is shutting down")
+        if self.max_subscribers is not None and len(self._all) >= self.max_subscribers:
+            raise NotEnoughResourcesError("too many subscribers")
+        ws = web.WebSocketResponse(
+            compress=False, max_msg_size=64 * 1024, timeout=self.close_timeout, heartbeat=self.heartbeat
+        )
+        await ws.prepare(req.request)
+        sub = _Subscriber(ws, req.ip, self.coalesce)
+        self._all.add(sub)
+        if self._gauge is not None:
+            self._gauge.inc()
+        task = asyncio.create_task(self._run(sub, cursor))
+        self._tasks.add(task)
+        try:
+            async for _ignored in ws:
+                pass  # servers ignore client frames; reading keeps ping/close handling alive
+        finally:
+            sub.closing = True
+            sub.wake()
+            self._live.pop(sub, None)
+            if not task.done():
+                # give the writer the grace period to finish a close it started, then stop it
+                await asyncio.wait({task}, timeout=self.close_timeout)
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            self._tasks.discard(task)
+            self._all.discard(sub)
+            if self._gauge is not None:
+                self._gauge.dec()
+            transport = sub.transport
+            if transport is not None and transport.get_write_buffer_size() > 0:
+                # closing waits for the buffer to flush, which a peer that stopped reading never allows
+                asyncio.get_running_loop().call_later(self.close_timeout, transport.abort)
+        return ws
+
+    async def _run(self, sub: _Subscriber, cursor: int | None) -> None:
+        try:
+            if cursor is None:
+                self._go_live(sub, self._last_published)
+            else:
+                latest = self.log.latest_seq()
+                if cursor > max(latest or 0, self._last_published):
+                    await self._close_with_error(sub, "FutureCursor", "Cursor in the future.")
+                    return
+                oldest = self.log.oldest_seq()
+                if cursor > 0 and oldest is not None and cursor + 1 < oldest:
+                    info = encode_message(
+                        "#info",
+                        {
+                            "name": "OutdatedCursor",
+                            "message": "Requested cursor exceeded limit. Possibly missing events",
+                        },
+                    )
+                    await sub.write([ws_binary_frame(info)])
+                if not await self._replay(sub, cursor):
+                    return
+            await self._pump(sub)
+        except (ConnectionError, RuntimeError):
+            pass  # the peer went away mid-write
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("event stream subscriber failed", extra={"nsid": self.nsid})
+        finally:
+            self._live.pop(sub, None)
+            if not sub.ws.closed:
+                await self._close(
+                    sub, WSCloseCode.INTERNAL_ERROR if not sub.closing else WSCloseCode.GOING_AWAY
+                )
+
+    def _go_live(self, sub: _Subscriber, last_seq: int) -> None:
+        sub.last_seq = last_seq
+        self._live[sub] = None
+
+    async def _replay(self, sub: _Subscriber, cursor: int) -> bool:
+        """Send everything after ``cursor`` from the log, then join the live set. False if closed meanwhile."""
+        last = cursor
+        batch = self.replay_batch
+        while True:
+            rows = await self.log.read_after(last, batch)
+            if sub.closing or sub.ws.closed:
+                return False
+            if rows:
+                frames = [ws_binary_frame(frame) for seq, frame in rows if seq > last]
+                last = rows[-1][0]
+                # hand the transport at most ~1 MiB before waiting for it to drain, whatever the frame sizes
+                start = size = 0
+                for end, wire in enumerate(frames, 1):
+                    size += len(wire)
+                    if size >= _REPLAY_WRITE_BYTES or end == len(frames):
+                        await sub.write(frames[start:end])
+                        start, size = end, 0
+                if self._sent is not None:
+                    self._sent.inc(len(frames))
+                if sub.closing:
+                    return False
+            # No await between this check and joining the live set: every event published so far has
+            # seq <= last (already sent), and every later publish reaches this subscriber's queue.
+            if len(rows) < batch and last >= self._last_published:
+                self._go_live(sub, last)
+                return True
+            if not rows:
+                log.warning(
+                    "event log returned nothing after %d but %d was published; going live",
+                    last,
+                    self._last_published,
+                )
+                self._go_live(sub, last)
+                return True
+
+    async def _pump(self, sub: _Subscriber) -> None:
+        loop = asyncio.get_running_loop()
+        sent = self._sent
+        while True:
+            if sub.dropped:
+                await self._close_with_error(sub, "ConsumerTooSlow", "Stream consumer too slow")
+                return
+            if sub.closing:
+                return
+            frames = sub.queue
+            if not frames:
+                sub.waiter = loop.create_future()
+                await sub.waiter
+                continue
+            sub.queue = []
+            sub.queued_bytes = 0
+            await sub.write(frames)
+            if sent is not None:
+                sent.inc(len(frames))
+
+    async def _close_with_error(self, sub: _Subscriber, error: str, message: str) -> None:
+        """Error frame, then close (policy violation), as the reference does after an error frame."""
+        self._live.pop(sub, None)
+        wire = ws_binary_frame(encode_error(error, message))
+        if sub.transport is not None and not sub.transport.is_closing():
+            # written even while the transport is paused: a consumer that is too slow still gets told why
+            sub.transport.write(wire)
+        elif sub.transport is None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await sub.ws.send_bytes(_ws_payload(wire))
+        await self._close(sub, WSCloseCode.POLICY_VIOLATION, error.encode())
+
+    async def _close(self, sub: _Subscriber, code: int, message: bytes = b"") -> None:
+        # drain=False: a consumer that stopped reading would otherwise hold us here forever
+        with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+            await asyncio.wait_for(sub.ws.close(code=code, message=message, drain=False), self.close_timeout)
+
+    async def close_all(self) -> None:
+        """Shutdown: stop accepting, close every subscriber (going away) and wait for their writers."""
+        self._closed = True
+        for sub in list(self._all):
+            sub.closing = True
+            sub.wake()
+            if not sub.ws.closed:
+                with contextlib.suppress(Exception):
+                    await self._close(sub, WSCloseCode.GOING_AWAY)
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.close_timeout)

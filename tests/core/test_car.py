@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import base64
+import random
+
+import pytest
+
+import vectors
+from atstack.core.blockstore import MemoryBlockStore, MissingBlock
+from atstack.core.car import (
+    CarError,
+    car_block,
+    encode_varint,
+    iter_car_blocks,
+    read_car,
+    read_car_header,
+    repo_blocks_in_order,
+    write_car,
+    write_repo_car,
+)
+from atstack.core.cbor import encode
+from atstack.core.cid import CID, cid_for_cbor, cid_for_raw, parse_cid
+
+
+def _b64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4))
+
+
+def _fixtures() -> list[dict]:
+    return vectors.vector_json("repo", "car-file-fixtures.json", base=vectors.EXTRA)
+
+
+def test_fixture_parse_and_write_byte_exact() -> None:
+    ran = 0
+    for fx in _fixtures():
+        car = _b64(fx["car"])
+        root = parse_cid(fx["root"])
+        blocks = [(parse_cid(b["cid"]), _b64(b["bytes"])) for b in fx["blocks"]]
+        parsed = read_car(car)
+        assert parsed.roots == [root]
+        assert list(parsed.blocks.items()) == blocks
+        assert write_car([root], blocks) == car
+        assert read_car_header(car)[0] == [root]
+        assert list(iter_car_blocks(car)) == blocks
+        ran += 1
+    assert ran > 0
+
+
+def _sample() -> tuple[list[CID], list[tuple[CID, bytes]]]:
+    blocks = []
+    for i in range(20):
+        data = encode({"i": i, "text": "x" * (i * 13)})
+        blocks.append((cid_for_cbor(data), data))
+    raw = b"\x00\x01binary blob" * 30
+    blocks.append((cid_for_raw(raw), raw))
+    blocks.append((cid_for_raw(b""), b""))  # empty raw block is legal
+    return [blocks[0][0]], blocks
+
+
+def test_roundtrip_any_order_duplicates_extras() -> None:
+    roots, blocks = _sample()
+    shuffled = blocks + blocks[:5]
+    random.Random(1).shuffle(shuffled)
+    car = write_car(roots, shuffled)
+    parsed = read_car(car)
+    assert parsed.roots == roots
+    assert parsed.blocks == dict(blocks)
+    assert len(list(iter_car_blocks(car))) == len(shuffled)
+    assert read_car(memoryview(car)).blocks == dict(blocks)
+
+
+def test_multiple_and_empty_roots() -> None:
+    _roots, blocks = _sample()
+    two = [blocks[0][0], blocks[1][0]]
+    assert read_car(write_car(two, blocks)).roots == two
+    assert read_car(write_car([], [])).roots == []
+
+
+def test_varint_encoding() -> None:
+    assert encode_varint(0) == b"\x00"
+    assert encode_varint(127) == b"\x7f"
+    assert encode_varint(128) == b"\x80\x01"
+    assert encode_varint(300) == b"\xac\x02"
+    with pytest.raises(ValueError):
+        encode_varint(-1)
+
+
+def _header(obj: object) -> bytes:
+    h = encode(obj)
+    return encode_varint(len(h)) + h
+
+
+def test_rejects_malformed() -> None:
+    roots, blocks = _sample()
+    good = write_car(roots, blocks)
+    cid0, data0 = blocks[0]
+    header = _header({"roots": roots, "version": 1})
+    section = car_block(cid0, data0)
+    bad_cases = {
+        "empty": b"",
+        "truncated header": good[:10],
+        "truncated block": good[:-3],
+        "non-minimal varint": b"\x80\x00" + good[1:],
+        "varint too long": b"\xff" * 12,
+        "truncated varint": header + b"\x80",
+        "wrong version": _header({"roots": roots, "version": 2}),
+        "version as string": _header({"roots": roots, "version": "1"}),
+        "missing roots": _header({"version": 1}),
+        "extra header key": _header({"roots": roots, "version": 1, "x": 1}),
+        "roots not cids": _header({"roots": ["bafy"], "version": 1}),
+        "header not a map": _header([1]),
+        "zero header": b"\x00",
+        "header garbage": b"\x05\xff\xff\xff\xff\xff",
+        "length overflow": header + encode_varint(len(section) + 50) + section[1:],
+        "zero-length section": header + b"\x00",
+        "cid mismatch": header + encode_varint(36 + len(data0)) + cid0.cid_bytes + data0[:-1] + b"\x00",
+        "cidv0": header + encode_varint(34 + 3) + b"\x12\x20" + b"\x00" * 32 + b"abc",
+        "unknown hash fn": header + encode_varint(4 + 32 + 2) + b"\x01\x71\x13\x20" + b"\x00" * 32 + b"ab",
+        "cid longer than section": header + encode_varint(10) + cid0.cid_bytes,
+        "huge length": header + b"\xff\xff\xff\xff\x0f",
+    }
+    for name, data in bad_cases.items():
+        with pytest.raises(CarError):
+            read_car(data)
+            pytest.fail(f"accepted: {name}")
+    assert len(bad_cases) == 21
+
+
+def test_non_canonical_header_rejected() -> None:
+    roots, _ = _sample()
+    # keys in the wrong order: "version" before "roots"
+    h = b"\xa2gversion\x01eroots\x81" + b"\xd8\x2a\x58\x25\x00" + roots[0].cid_bytes
+    with pytest.raises(CarError):
+        read_car(encode_varint(len(h)) + h)
+
+
+def test_verify_off_skips_hash_check_only() -> None:
+    roots, blocks = _sample()
+    cid0, data0 = blocks[0]
+    header = _header({"roots": roots, "version": 1})
+    tampered = header + encode_varint(36 + len(data0)) + cid0.cid_bytes + data0[:-1] + b"\x00"
+    with pytest.raises(CarError, match="does not match"):
+        read_car(tampered)
+    assert read_car(tampered, verify=False).blocks[cid0] != data0
+    with pytest.raises(CarError):
+        read_car(tampered[:-2], verify=False)
+
+
+def test_limits() -> None:
+    roots, blocks = _sample()
+    car = write_car(roots, blocks)
+    with pytest.raises(CarError, match="limit"):
+        read_car(car, max_size=len(car) - 1)
+    with pytest.raises(CarError, match="more than"):
+        read_car(car, max_blocks=len(blocks) - 1)
+    assert len(read_car(car, max_blocks=len(blocks)).blocks) == len(blocks)
+    with pytest.raises(CarError, match="exceeds"):
+        read_car(car, max_block_size=100)
+
+
+def _mst_node(left: CID | None, entries: list[tuple[bytes, CID, CID | None]]) -> bytes:
+    return encode({"l": left, "e": [{"p": 0, "k": k, "v": v, "t": t} for k, v, t in entries]})
+
+
+def test_repo_export_order_and_missing_block() -> None:
+    store = MemoryBlockStore()
+    recs = [store.put(encode({"$type": "x.y.z", "n": i})) for i in range(5)]
+    leaf_a = store.put(_mst_node(None, [(b"a/1", recs[0], None)]))
+    leaf_b = store.put(_mst_node(None, [(b"c/1", recs[2], None)]))
+    root = store.put(_mst_node(leaf_a, [(b"b/1", recs[1], leaf_b), (b"d/1", recs[3], None)]))
+    commit = store.put(encode({"did": "did:example:x", "data": root, "version": 3, "rev": "x", "prev": None}))
+    store.put(encode({"unrelated": True}))
+    order = [cid for cid, _ in repo_blocks_in_order(store, commit)]
+    assert order == [commit, root, leaf_a, recs[0], recs[1], leaf_b, recs[2], recs[3]]
+    car = write_repo_car(store, commit)
+    parsed = read_car(car)
+    assert parsed.roots == [commit]
+    assert list(parsed.blocks) == order
+    del store.blocks[recs[2]]
+    with pytest.raises(MissingBlock):
+        write_repo_car(store, commit)
