@@ -98,7 +98,7 @@ def free_port() -> int:
 
 def spawn_plc(data_dir: Path, port: int, *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """``atstack plc`` as a child process (stderr captured for the log lines)."""
-    args = [sys.executable, "-m", "atstack.cli.plc", "--data-dir", str(data_dir)]
+    args = [sys.executable, "-m", "atstack", "plc", "--data-dir", str(data_dir)]
     if port:
         args += ["--port", str(port)]
     return subprocess.Popen(

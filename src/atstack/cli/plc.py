@@ -36,6 +36,3 @@ def plc(data_dir: Path, host: str, port: int, log_level: str) -> None:
     config = PlcConfig(data_dir=data_dir, host=host, port=port)
     run_service(create_app(config), host, port, name="plc")
 
-
-if __name__ == "__main__":  # ``python -m atstack.cli.plc`` (tests run the service this way too)
-    plc()
