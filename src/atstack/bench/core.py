@@ -1,0 +1,147 @@
+"""``atstack bench core``: the protocol core on one core — DRISL, signatures, CAR, MST, commits, verification.
+
+Targets (issue "Foundation"): one write to a 100k-record repo ≤ 1 ms median; full-repo verification
+≥ 100,000 records/s; CBOR decode within 1.5× of the raw library call.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import cbrrr
+import libipld
+
+from atstack.bench.harness import Report, peak_rss_mib, percentiles, rate, timed_samples
+from atstack.core import cbor
+from atstack.core.blockstore import MemoryBlockStore
+from atstack.core.car import read_car
+from atstack.core.cid import cid_for_cbor
+from atstack.core.commit import decode_commit, sign_commit
+from atstack.core.crypto import generate_private_key
+from atstack.core.mst import MST
+from atstack.core.mst.node import decode_node
+from atstack.core.repo import RecordWrite, Repo
+from atstack.core.repo_verify import verify_repo_car
+from atstack.core.tid import TIDClock
+
+COLLECTIONS = ("app.bsky.feed.post", "app.bsky.feed.like", "app.bsky.graph.follow", "app.bsky.feed.repost")
+DID = "did:plc:benchbenchbenchbenchbenc"
+
+
+def sample_post(i: int) -> dict:
+    ref = {"uri": f"at://{DID}/app.bsky.feed.post/3kabcdefghij2", "cid": cid_for_cbor(b"parent %d" % i)}
+    return {
+        "$type": "app.bsky.feed.post",
+        "text": f"post number {i}: the quick brown fox jumps over the lazy dog 🦊",
+        "createdAt": "2026-11-25T09:00:00.000Z",
+        "langs": ["en"],
+        "reply": {"root": ref, "parent": ref},
+    }
+
+
+def build_repo(n: int, key, seed: int = 7) -> tuple[MemoryBlockStore, Repo, float]:
+    """A signed repository of ``n`` records; returns the store, the repo and the build rate (records/s)."""
+
+    rng = random.Random(seed)
+    clock = TIDClock(clock_id=1)
+    blocks: dict = {}
+    items = []
+    records = [cbor.encode(sample_post(i)) for i in range(n)]
+    t0 = time.perf_counter()
+    for block in records:
+        cid = cid_for_cbor(block)
+        blocks[cid] = block
+        items.append((f"{rng.choice(COLLECTIONS)}/{clock.next()}", cid))
+    store = MemoryBlockStore(blocks)
+    tree = MST.from_items(store, items)
+    data = tree.root()
+    store.update(tree.new_blocks().items())
+    _commit, block, commit_cid = sign_commit(DID, data, clock.next(), key)
+    store.put_block(commit_cid, block)
+    elapsed = time.perf_counter() - t0
+    return store, Repo.load(store, commit_cid), n / elapsed
+
+
+def run(records: int = 100_000, seconds: float = 1.0) -> Report:
+    report = Report("atstack bench core")
+    report.header()
+
+    # --- DRISL: ours vs the raw library call (and libipld for comparison) ---
+    post = cbor.encode(sample_post(1))
+    plain = cbor.encode({k: v for k, v in sample_post(1).items() if k != "reply"})
+    key = generate_private_key("k256")
+    store, repo, build_rate = build_repo(records, key)
+    node_cid, node_block = next((c, b) for c, b in store.items() if b[:2] == b"\xa2\x61")
+    commit_block = store.get(repo.commit_cid)
+    assert commit_block is not None
+    print("  DRISL (ops/s)")
+    for name, block, ours in (
+        ("post record (plain)", plain, cbor.decode),
+        ("post record with reply refs", post, cbor.decode),
+        ("MST node, strict decode_node", node_block, lambda b: decode_node(node_cid, b, None)),
+        ("commit, strict decode_commit", commit_block, decode_commit),
+    ):
+        raw = rate(lambda b=block: cbrrr.decode_dag_cbor(b), seconds=seconds)
+        mine = rate(lambda b=block, f=ours: f(b), seconds=seconds)
+        ipld = rate(lambda b=block: libipld.decode_dag_cbor(b), seconds=seconds)
+        report.add(
+            f"decode {name}", mine, "ops/s", f"cbrrr {raw:,.0f}, ×{raw / mine:.2f}; libipld {ipld:,.0f}"
+        )
+    decoded_post = cbor.decode(post)
+    report.add("encode post record", rate(lambda: cbor.encode(decoded_post), seconds=seconds), "ops/s")
+    decoded_node = cbor.decode_trusted(node_block)
+    report.add("encode MST node", rate(lambda: cbor.encode(decoded_node), seconds=seconds), "ops/s")
+
+    # --- signatures ---
+    print("  signatures (ops/s)")
+    msg = os.urandom(200)
+    for curve in ("k256", "p256"):
+        k = generate_private_key(curve)
+        sig = k.sign(msg)
+        pub = k.public_key
+        report.add(f"{curve} sign", rate(lambda k=k: k.sign(msg), seconds=seconds), "ops/s")
+        report.add(f"{curve} verify", rate(lambda p=pub, s=sig: p.verify(msg, s), seconds=seconds), "ops/s")
+
+    # --- repository ---
+    print(f"  repository of {records:,} records")
+    report.add("build repo (records → MST → signed commit)", build_rate, "records/s")
+    car = repo.export_car()
+    mb = len(car) / 1e6
+    report.add(
+        "CAR parse + hash check",
+        rate(lambda: read_car(car), seconds=seconds, batch=1) * mb,
+        "MB/s",
+        f"{mb:.1f} MB CAR",
+    )
+    clock = TIDClock(clock_id=2)
+    counter = iter(range(10**9))
+
+    def one_create() -> None:
+        i = next(counter)
+        repo.apply_writes(
+            [RecordWrite.create("app.bsky.feed.post", clock.next(), cbor.encode(sample_post(i)))], key
+        )
+
+    for _ in range(20):
+        one_create()
+    lat = percentiles(timed_samples(one_create, 500))
+    report.add(
+        "createRecord on the repo (MST + signed commit + CAR slice)",
+        lat["p50"],
+        "µs p50",
+        f"p90 {lat['p90']:.0f} µs, p99 {lat['p99']:.0f} µs",
+    )
+    car = repo.export_car()
+    pub = key.public_key
+    verified = verify_repo_car(car, did=DID, public_key=pub)
+    n_records = verified.record_count
+    report.add(
+        "full verification of the repo CAR",
+        rate(lambda: verify_repo_car(car, did=DID, public_key=pub), seconds=seconds * 2) * n_records,
+        "records/s",
+        "every block hashed, MST checked, signature",
+    )
+    report.add("peak RSS", peak_rss_mib(), "MiB")
+    return report
