@@ -18,8 +18,8 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from atstack.core.cbor import CBORDecodeError, decode, encode_json_mode
 from atstack.core.cid import CID
+from atstack.core.data_model import DataModelError, json_to_data
 from atstack.xrpc.errors import InvalidRequestError, PayloadTooLargeError
 
 __all__ = [
@@ -186,6 +186,6 @@ def json_bytes(value: Any) -> bytes:
 def json_to_data_model(value: Any) -> Any:
     """The data-model form of a parsed JSON value; raises 400 if it cannot be one (floats, bad links)."""
     try:
-        return decode(encode_json_mode(value))
-    except (CBORDecodeError, ValueError, TypeError, OverflowError) as exc:
+        return json_to_data(value)
+    except DataModelError as exc:
         raise InvalidRequestError(f"Input is not valid atproto data: {exc}") from None
