@@ -24,6 +24,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
 
+up: $(STAMP)
+	$(BIN)/atstack up --data-dir ./data
+
 bench: $(STAMP)
 	$(BIN)/atstack bench core
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import random
 
 import pytest
@@ -14,6 +15,7 @@ from atstack.core.car import (
     iter_car_blocks,
     read_car,
     read_car_header,
+    read_car_raw,
     repo_blocks_in_order,
     write_car,
     write_repo_car,
@@ -179,3 +181,95 @@ def test_repo_export_order_and_missing_block() -> None:
     del store.blocks[recs[2]]
     with pytest.raises(MissingBlock):
         write_repo_car(store, commit)
+
+
+# ---- the bulk reader (read_car / read_car_raw) against the block-by-block one (iter_car_blocks) ----------
+
+
+def _exact(data: bytes, verify: bool) -> tuple[list[CID], dict[bytes, bytes]]:
+    """What the block-by-block reader makes of ``data`` (first copy of a duplicate wins)."""
+    blocks: dict[bytes, bytes] = {}
+    for cid, block in iter_car_blocks(data, verify=verify):
+        blocks.setdefault(cid.cid_bytes, block)
+    return read_car_header(data)[0], blocks
+
+
+def _odd_cid_blocks() -> list[tuple[CID, bytes]]:
+    """Blocks whose CIDs are not the blessed 36-byte kind, or whose sections need a 3-byte length."""
+    pb = b"\x0a\x03abc"
+    sha512 = b"sha2-512 named block"
+    big = encode({"text": "y" * 20_000})  # a section over 16 KiB: three length bytes
+    return [
+        (CID(b"\x01\x70\x12\x20" + hashlib.sha256(pb).digest()), pb),  # sha2-256, dag-pb codec: verifiable
+        (CID(b"\x01\x55\x13\x40" + hashlib.sha512(sha512).digest()), sha512),  # sha2-512: only unverified
+        (cid_for_cbor(big), big),
+    ]
+
+
+def test_bulk_reader_matches_block_by_block_reader() -> None:
+    roots, blocks = _sample()
+    pb, sha512, big = _odd_cid_blocks()
+    cid0, data0 = blocks[0]
+    header = _header({"roots": roots, "version": 1})
+    corrupt_middle = header + b"".join(car_block(c, b) for c, b in blocks[:3])
+    corrupt_middle += car_block(blocks[3][0], blocks[3][1][:-1] + b"\x00")
+    cases = {
+        "blessed only": write_car(roots, blocks),
+        "duplicates": write_car(roots, blocks + blocks[:3]),
+        "three-byte section length": write_car(roots, [*blocks, big]),
+        "non-blessed codec in the middle": write_car(roots, [*blocks[:5], pb, *blocks[5:]]),
+        "sha2-512 CID": write_car(roots, [*blocks, sha512]),
+        "corrupt block in the middle": corrupt_middle + b"".join(car_block(c, b) for c, b in blocks[4:]),
+        "duplicate that differs": write_car(roots, blocks) + car_block(cid0, data0[:-1] + b"\x00"),
+        "section shorter than a CID": header + encode_varint(10) + cid0.cid_bytes,
+        "truncated last block": write_car(roots, blocks)[:-5],
+        "truncated section length": header + b"\x80",
+        "cidv0": header + encode_varint(34 + 3) + b"\x12\x20" + b"\x00" * 32 + b"abc",
+    }
+    outcomes = set()
+    for name, data in cases.items():
+        for verify in (True, False):
+            try:
+                expected = _exact(data, verify)
+            except CarError:
+                with pytest.raises(CarError):
+                    read_car_raw(data, verify=verify)
+                    pytest.fail(f"bulk reader accepted {name} (verify={verify})")
+                with pytest.raises(CarError):
+                    read_car(data, verify=verify)
+                outcomes.add("rejected")
+                continue
+            assert read_car_raw(data, verify=verify) == expected, name
+            parsed = read_car(data, verify=verify)
+            assert parsed.roots == expected[0]
+            assert [(c.cid_bytes, b) for c, b in parsed.blocks.items()] == list(expected[1].items()), name
+            outcomes.add("accepted")
+    assert outcomes == {"accepted", "rejected"}
+    # The verifiable odd CIDs pass with hashes checked; the sha2-512 one only without.
+    assert pb[0].cid_bytes in read_car_raw(cases["non-blessed codec in the middle"])[1]
+    assert read_car_raw(cases["three-byte section length"])[1][big[0].cid_bytes] == big[1]
+    with pytest.raises(CarError, match="hash function"):
+        read_car_raw(cases["sha2-512 CID"])
+    assert read_car_raw(cases["sha2-512 CID"], verify=False)[1][sha512[0].cid_bytes] == sha512[1]
+
+
+def test_bulk_reader_names_the_corrupt_block() -> None:
+    roots, blocks = _sample()
+    bad_cid, bad_data = blocks[7]
+    car = write_car(roots, [*blocks[:7], (bad_cid, bad_data + b"!"), *blocks[8:]])
+    with pytest.raises(CarError, match=f"does not match its CID {bad_cid.encode()}"):
+        read_car_raw(car)
+    # without hash checks the (wrong) bytes are returned as they are
+    assert read_car_raw(car, verify=False)[1][bad_cid.cid_bytes] == bad_data + b"!"
+
+
+def test_bulk_reader_limits() -> None:
+    roots, blocks = _sample()
+    car = write_car(roots, blocks)
+    with pytest.raises(CarError, match="more than"):
+        read_car_raw(car, max_blocks=len(blocks) - 1)
+    assert len(read_car_raw(car, max_blocks=len(blocks))[1]) == len(blocks)
+    big = _odd_cid_blocks()[2]
+    with pytest.raises(CarError, match="exceeds"):
+        read_car_raw(write_car(roots, [*blocks, big]), max_block_size=len(big[1]) - 1)
+    assert big[0].cid_bytes in read_car_raw(write_car(roots, [*blocks, big]), max_block_size=len(big[1]))[1]

@@ -9,7 +9,7 @@ import pytest
 
 from atstack.core.blockstore import MemoryBlockStore, MissingBlock
 from atstack.core.cid import CID, cid_for_cbor, cid_for_raw, parse_cid
-from atstack.core.mst import MAX_ENTRIES, MST, MSTError, key_depth, verify_tree
+from atstack.core.mst import MAX_ENTRIES, MST, MSTError, key_depth, verify_tree, walk_tree
 from atstack.core.mst.keys import common_prefix_len
 from atstack.core.mst.node import clear_node_cache
 
@@ -257,3 +257,35 @@ def test_missing_blocks() -> None:
         lazy.get(A0)
     with pytest.raises(MissingBlock):
         list(lazy.items())
+
+
+def test_key_holding_a_newline_is_invalid() -> None:
+    # Key syntax is checked with one regex over newline-joined keys: a key holding a newline must not pass
+    # as two valid keys. Both halves are valid MST keys; the whole is not.
+    key = next(k for k in (f"a.b.c/x{i}\na.b.c/y" for i in range(200)) if key_depth(k) == 0)
+    store = MemoryBlockStore()
+    root = put(store, {"e": [{"k": key.encode(), "p": 0, "t": None, "v": LEAF}], "l": None})
+    assert_rejected(store, root, "invalid MST key")
+    with pytest.raises(MSTError, match="invalid MST key"):
+        MST.from_items(MemoryBlockStore(), [(key, LEAF)])
+    with pytest.raises(MSTError, match="invalid MST key"):
+        MST.from_items(MemoryBlockStore(), [(A0, LEAF), (key, LEAF)])
+
+
+def test_walk_tree_returns_items_in_order() -> None:
+    keys = [f"com.example.thing/k{i:04d}" for i in range(600)]
+    tree = MST.from_items(MemoryBlockStore(), [(k, cid_for_cbor(k.encode())) for k in keys])
+    blocks = {c.cid_bytes: b for c, b in tree.new_blocks().items()}
+    root = tree.root()
+    walked_keys, walked_vals = walk_tree(blocks.get, root, hashed=True)
+    assert [k.decode() for k in walked_keys] == keys
+    assert walked_vals == [cid_for_cbor(k.encode()) for k in keys]
+    assert walk_tree(blocks.get, root, hashed=False) == (walked_keys, walked_vals)
+    # without ``hashed`` a node block that does not match its CID is caught
+    some_node = next(c for c in blocks if c != root.cid_bytes)
+    blocks[some_node] = blocks[root.cid_bytes]
+    with pytest.raises(MSTError, match="hash"):
+        walk_tree(blocks.get, root, hashed=False)
+    del blocks[some_node]
+    with pytest.raises(MissingBlock):
+        walk_tree(blocks.get, root, hashed=True)

@@ -10,7 +10,7 @@ import vectors
 from atstack.core.blockstore import MemoryBlockStore
 from atstack.core.car import read_car, repo_blocks_in_order, write_car
 from atstack.core.cbor import encode
-from atstack.core.cid import CID, cid_for_cbor
+from atstack.core.cid import CID, cid_for_cbor, cid_for_raw
 from atstack.core.commit import decode_commit, sign_commit
 from atstack.core.crypto import PrivateKey, generate_private_key
 from atstack.core.mst import EMPTY_ROOT, MST, diff, invert_ops, proof_blocks
@@ -18,6 +18,7 @@ from atstack.core.repo import CommitData, RecordExists, RecordNotFound, RecordWr
 from atstack.core.repo_diff import Overlay, TrustedNodes, covering_proof, tree_delta
 from atstack.core.repo_op import RepoOp
 from atstack.core.repo_verify import RepoVerifyError, verify_commit_slice, verify_repo_car
+from atstack.core.syntax import InvalidSyntax, split_repo_path
 
 DID = "did:plc:abcdefghijklmnopqrstuvwx"
 POST = "app.bsky.feed.post"
@@ -454,3 +455,105 @@ def test_delta_and_proof_agree_with_mst(start: list[str], adds: list[str], dels:
     old_set, new_set = reachable(old_root), reachable(new_root)
     assert set(added) == new_set - old_set
     assert removed == old_set - new_set
+    # Given the trees' in-memory root nodes (as Repo.apply_writes does), the same answers, in the same order.
+    fresh = TrustedNodes(view)
+    old_top = before.root_node or old_root
+    new_top = after.root_node or new_root
+    delta = tree_delta(fresh, old_top, new_top)
+    assert delta == (added, removed) and list(delta[0]) == list(added)
+    assert covering_proof(fresh, new_top, changed) == proof_blocks(view, new_root, changed)
+
+
+def _corrupt_block(car: bytes, block: bytes) -> bytes:
+    """``car`` with one byte of ``block`` changed in place (same length, so only its hash breaks)."""
+    at = car.index(block) + len(block) // 2
+    return car[:at] + bytes((car[at] ^ 0x01,)) + car[at + 1 :]
+
+
+def test_verify_repo_car_catches_corrupt_blocks_without_decoding_records() -> None:
+    store, repo, _ = _populated()
+    car = repo.export_car()
+    record = store.get(repo.get_record_cid(POST, "3l2aaaaaaaa22"))  # type: ignore[arg-type]
+    node = store.get(repo.data)
+    assert record is not None and node is not None
+    for check_records in (False, True):
+        for block in (record, node):
+            with pytest.raises(RepoVerifyError, match="does not match its CID"):
+                verify_repo_car(_corrupt_block(car, block), check_records=check_records)
+    # a corrupt block nothing links to is still a bad CAR: every block is hashed
+    stray = encode({"stray": True})
+    parsed = read_car(car)
+    with_stray = write_car(parsed.roots, [*parsed.blocks.items(), (cid_for_cbor(stray), stray)])
+    assert verify_repo_car(with_stray, check_records=False).record_count == 16
+    with pytest.raises(RepoVerifyError, match="does not match its CID"):
+        verify_repo_car(_corrupt_block(with_stray, stray), check_records=False)
+
+
+def test_verified_repo_contents() -> None:
+    store, repo, _ = _populated()
+    likes = [RecordWrite.create(LIKE, f"3l2aaaaaab{c}22", _rec(c, LIKE)) for c in "abc"]
+    repo.apply_writes([*likes, RecordWrite.create("app.bsky.feed.postgate", "3l2aaaaaaaa22", _rec("g"))], KEY)
+    car = repo.export_car()
+    for check_records in (True, False):
+        v = verify_repo_car(car, did=DID, public_key=KEY.public_key, check_records=check_records)
+        expected = [(path, cid, store.get(cid)) for path, cid in repo.records()]
+        assert list(v.iter_records()) == expected and len(expected) == 20
+        assert v.record_count == 20
+        # "app.bsky.feed.post/…" and "app.bsky.feed.postgate/…" are separate runs of keys
+        assert v.records == {LIKE: 3, POST: 16, "app.bsky.feed.postgate": 1}
+        assert v.blocks == read_car(car).blocks
+        assert v.commit_cid == repo.commit_cid and v.data_cid == repo.data and v.rev == repo.rev
+
+
+def test_verify_repo_car_repo_path_rule_is_split_repo_path() -> None:
+    """The bulk repo-path check accepts exactly the MST keys split_repo_path accepts."""
+    good = _rec("ok")
+    good_cid = cid_for_cbor(good)
+    candidates = [
+        f"{POST}/a",
+        f"{POST}/.",
+        f"{POST}/..",
+        f"{POST}/...",
+        f"{POST}/.a",
+        f"{POST}/" + "a" * 512,
+        f"{POST}/" + "a" * 513,
+        f"{POST}/a:b~c_d-e.f",
+        "app.bsky/x",
+        "app.bsky.feed.p-st/x",
+        "app.bsky.feed.9post/x",
+        "app.9bsky.feed/x",
+        "a.b.c/x",
+        "A0/374913",
+        "com.example." + "x" * 64 + "/x",
+    ]
+    ran = 0
+    kinds = set()
+    for path in candidates:
+        try:
+            split_repo_path(path)
+            valid = True
+        except InvalidSyntax:
+            valid = False
+        kinds.add(valid)
+        for neighbours in ([], [f"{LIKE}/a", f"{POST}/b", "zzz.example.thing/self"]):
+            items = [(p, good_cid) for p in {path, *neighbours}]
+            car = _signed_car(items, {good_cid: good})
+            if valid:
+                assert verify_repo_car(car).record_count == len(items), path
+            else:
+                with pytest.raises(RepoVerifyError, match="repo path"):
+                    verify_repo_car(car)
+            ran += 1
+    assert ran == 2 * len(candidates) and kinds == {True, False}
+
+
+def test_verify_repo_car_record_with_raw_cid() -> None:
+    blob = b"\x00not drisl\xff"
+    raw_cid = cid_for_raw(blob)
+    good = _rec("ok")
+    items = [(f"{POST}/a", raw_cid), (f"{POST}/b", cid_for_cbor(good))]
+    car = _signed_car(items, {raw_cid: blob, cid_for_cbor(good): good})
+    v = verify_repo_car(car)  # raw-codec leaves are present but not DRISL: not decoded
+    assert [(p, c) for p, c, _b in v.iter_records()] == items
+    with pytest.raises(RepoVerifyError, match="missing"):
+        verify_repo_car(_signed_car(items, {cid_for_cbor(good): good}))

@@ -354,3 +354,19 @@ def test_cid_and_uri_edges() -> None:
     assert not sx.is_valid_uri("https://example.com/" + "é" * 4090)  # 8200 bytes of UTF-8
     assert not sx.is_valid_uri("https://example.com/a\tb")
     assert not sx.is_valid_uri("https://example.com/\x00")
+
+
+def test_split_repo_path_collection_cache_keeps_answers() -> None:
+    # The first call checks the NSID and remembers it; later calls must still check each record key.
+    for _ in range(3):
+        assert sx.split_repo_path("com.example.cached/ok") == ("com.example.cached", "ok")
+        assert_rejected(sx.split_repo_path, "com.example.cached/..")
+        assert_rejected(sx.split_repo_path, "com.example.cached/" + "a" * 513)
+        assert_rejected(sx.split_repo_path, "com.example.cached/a/b")
+        assert_rejected(sx.split_repo_path, "com.example.9cached/ok")
+    assert sx.split_repo_path("com.example.cached/" + "a" * 512)[1] == "a" * 512
+    # many distinct collections: the cache stays bounded and answers stay right
+    for i in range(5000):
+        assert sx.split_repo_path(f"com.example.c{i}/self") == (f"com.example.c{i}", "self")
+    assert_rejected(sx.split_repo_path, "com.example.c1/.")
+    assert sx.split_repo_path("com.example.cached/ok") == ("com.example.cached", "ok")

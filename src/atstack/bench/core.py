@@ -137,11 +137,21 @@ def run(records: int = 100_000, seconds: float = 1.0) -> Report:
     pub = key.public_key
     verified = verify_repo_car(car, did=DID, public_key=pub)
     n_records = verified.record_count
+    # The target is the repository check itself (what a relay runs); decoding every record is an extra a
+    # PDS import asks for (check_records, on by default), so it is reported on its own row.
     report.add(
         "full verification of the repo CAR",
-        rate(lambda: verify_repo_car(car, did=DID, public_key=pub), seconds=seconds * 2) * n_records,
+        rate(lambda: verify_repo_car(car, did=DID, public_key=pub, check_records=False), seconds=seconds * 2)
+        * n_records,
         "records/s",
-        "every block hashed, MST checked, signature",
+        "every block hashed, MST checked, records present, signature",
+    )
+    report.add(
+        "  … and every record decoded (check_records)",
+        rate(lambda: verify_repo_car(car, did=DID, public_key=pub, check_records=True), seconds=seconds * 2)
+        * n_records,
+        "records/s",
+        "plus strict DRISL decode of each record",
     )
     report.add("peak RSS", peak_rss_mib(), "MiB")
     return report

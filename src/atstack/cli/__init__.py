@@ -6,9 +6,11 @@ import click
 
 from atstack.cli.bench import bench
 from atstack.cli.keys import key
+from atstack.cli.pds import pds
 from atstack.cli.plc import plc
 from atstack.cli.repo import repo
 from atstack.cli.syntax import syntax
+from atstack.cli.up import up
 
 
 @click.group()
@@ -22,3 +24,5 @@ main.add_command(repo)
 main.add_command(syntax)
 main.add_command(bench)
 main.add_command(plc)
+main.add_command(pds)
+main.add_command(up)

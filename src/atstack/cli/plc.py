@@ -35,4 +35,3 @@ def plc(data_dir: Path, host: str, port: int, log_level: str) -> None:
     configure_logging("plc", level=log_level.upper())
     config = PlcConfig(data_dir=data_dir, host=host, port=port)
     run_service(create_app(config), host, port, name="plc")
-

@@ -9,6 +9,11 @@ not well-formed (non-minimal or truncated varints, a bad header, lengths running
 ``verify``, any block whose bytes do not hash to its CID. Size and block-count caps bound the work an
 untrusted CAR can cause.
 
+Two readers share those rules. :func:`iter_car_blocks` checks block by block as it yields. :func:`read_car`
+and :func:`read_car_raw` first split the whole CAR in one tight loop that assumes the blessed 36-byte CIDs
+repos use, check that assumption for all sections at once, and hash all blocks in one pass; a CAR
+with any other CID goes through the block-by-block reader instead, so the answer is the same either way.
+
 The repository export order we write is the "preferred" one the spec leaves open: the commit, then the MST
 walked depth-first in key order with every record right after the entry that links to it, so a streaming
 reader sees records in key order.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 
 import cbrrr
 
@@ -40,6 +46,7 @@ __all__ = [
     "iter_repo_car",
     "read_car",
     "read_car_header",
+    "read_car_raw",
     "repo_blocks_in_order",
     "write_car",
     "write_repo_car",
@@ -53,6 +60,9 @@ MAX_HEADER_SIZE = 64 * 1024
 _SHA2_256 = 0x12
 _FAST_PREFIXES = (b"\x01\x71\x12\x20", b"\x01\x55\x12\x20")  # blessed dag-cbor / raw: 36-byte CIDs
 _sha256 = hashlib.sha256
+_DIGEST = itemgetter(slice(4, None))  # the sha2-256 digest of a blessed 36-byte CID
+_CID_PREFIX = itemgetter(slice(0, 4))
+_BLESSED = frozenset(_FAST_PREFIXES)
 
 
 class CarError(ValueError):
@@ -222,12 +232,98 @@ def read_car(
     max_block_size: int = MAX_BLOCK_SIZE,
 ) -> CarFile:
     """Parse a whole CAR into roots and a CID → bytes map (the first copy of a duplicate block wins)."""
+    roots, blocks = read_car_raw(
+        data, verify=verify, max_size=max_size, max_blocks=max_blocks, max_block_size=max_block_size
+    )
+    return CarFile(roots, dict(zip(map(CID, blocks), blocks.values(), strict=True)))
+
+
+def read_car_raw(
+    data: bytes | memoryview,
+    *,
+    verify: bool = True,
+    max_size: int = MAX_CAR_SIZE,
+    max_blocks: int = MAX_BLOCKS,
+    max_block_size: int = MAX_BLOCK_SIZE,
+) -> tuple[list[CID], dict[bytes, bytes]]:
+    """:func:`read_car` keyed by the binary CID instead of :class:`CID` objects.
+
+    For readers that look many blocks up (a full repo verification): ``bytes`` keys hash and compare in C,
+    while every ``CID`` dict operation runs Python-level ``__hash__``/``__eq__``.
+    """
+    if type(data) is not bytes:
+        data = bytes(data)  # one copy; slicing bytes is cheaper than slicing a memoryview
     roots, pos = read_car_header(data, max_size=max_size)
-    blocks: dict[CID, bytes] = {}
-    setdefault = blocks.setdefault
-    for cid, block in _iter_blocks(data, pos, verify, max_blocks, max_block_size):
-        setdefault(cid, block)
-    return CarFile(roots, blocks)
+    sections = _split_blessed(data, pos, max_blocks, max_block_size)
+    if sections is None:
+        # Some section is not the common shape: the exact block-by-block reader decides (and hashes).
+        by_cid: dict[bytes, bytes] = {}
+        setdefault = by_cid.setdefault
+        for cid, block in _iter_blocks(data, pos, verify, max_blocks, max_block_size):
+            setdefault(cid.cid_bytes, block)
+        return roots, by_cid
+    cids, blocks = sections
+    if verify:
+        sha = _sha256
+        if [sha(block).digest() for block in blocks] != list(map(_DIGEST, cids)):
+            bad = next(c for c, b in zip(cids, blocks, strict=True) if sha(b).digest() != c[4:])
+            raise CarError(f"block does not match its CID {CID(bad).encode()}")
+    by_cid = dict(zip(cids, blocks, strict=True))
+    if len(by_cid) != len(cids) and not verify:
+        # Duplicates: keep the first copy. (Verified copies of one sha2-256 CID are the same bytes.)
+        by_cid = {}
+        setdefault = by_cid.setdefault
+        for cid, block in zip(cids, blocks, strict=True):
+            setdefault(cid, block)
+    return roots, by_cid
+
+
+def _split_blessed(
+    data: bytes, pos: int, max_blocks: int, max_block_size: int
+) -> tuple[list[bytes], list[bytes]] | None:
+    """Binary CIDs and blocks of the sections from ``pos`` on, if every CID is a blessed 36-byte one.
+
+    The optimistic reader of :func:`read_car_raw`: one tight loop that takes every section to hold a
+    36-byte CID, then checks that in bulk. ``None`` when any section is otherwise, or too large (the
+    caller then re-reads with :func:`_iter_blocks`, which names the problem). Section lengths are read
+    strictly; hashes are not checked here.
+    """
+    # Sections with one or two length bytes are under 16 KiB: only longer ones can break a usual cap.
+    small_cap = max_block_size < (1 << 14)
+    cids: list[bytes] = []
+    blocks: list[bytes] = []
+    add_cid = cids.append
+    add_block = blocks.append
+    end = len(data)
+    for _ in range(max_blocks):
+        if pos >= end:
+            break
+        # Section lengths of records and MST nodes fit one or two varint bytes: decode those inline.
+        n = data[pos]
+        if n < 0x80:
+            pos += 1
+        elif pos + 1 < end and 0 < data[pos + 1] < 0x80:
+            n = (n & 0x7F) | (data[pos + 1] << 7)
+            pos += 2
+        else:
+            n, pos = _read_varint(data, pos, end)
+            if n - 36 > max_block_size:
+                return None
+        if n < 36:
+            return None
+        cid_end = pos + 36
+        add_cid(data[pos:cid_end])
+        pos += n
+        add_block(data[cid_end:pos])
+    else:
+        if pos < end:
+            raise CarError(f"CAR has more than {max_blocks} blocks")
+    # A section that ran past the end left ``pos`` beyond it (its slices were cut short).
+    if pos != end or not set(map(_CID_PREFIX, cids)) <= _BLESSED:
+        return None
+    if small_cap and blocks and max(map(len, blocks)) > max_block_size:
+        return None
+    return cids, blocks
 
 
 # --- writing ---------------------------------------------------------------------------------------------

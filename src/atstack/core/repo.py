@@ -22,6 +22,7 @@ from atstack.core.cid import CID, cid_for_cbor
 from atstack.core.commit import Commit, decode_commit, sign_commit
 from atstack.core.crypto import PrivateKey
 from atstack.core.mst import MST, MSTError, proof_blocks
+from atstack.core.mst.node import Node
 from atstack.core.repo_diff import Overlay, TrustedNodes, covering_proof, tree_delta
 from atstack.core.repo_op import Action, RepoOp
 from atstack.core.stream import MAX_COMMIT_BLOCKS_SIZE, MAX_COMMIT_OPS
@@ -298,11 +299,18 @@ class Repo:
 
         data = mst.root()
         decoded = TrustedNodes(Overlay(self.store, mst.new_blocks()))
+        # Both trees' root objects: the diff and the proof then follow nodes already in memory (sealed)
+        # instead of decoding their blocks again.
+        old_top: Node | CID = self.data
+        old_node = self._mst.root_node
+        if old_node is not None and old_node.cid == old_top:  # sealed, and the tree this commit names
+            old_top = old_node
+        new_top = mst.root_node or data
         # Relative to the previous tree, not to the store: a node may come back from older history.
-        nodes, removed_nodes = tree_delta(decoded, self.data, data)
+        nodes, removed_nodes = tree_delta(decoded, old_top, new_top)
         commit, commit_block, commit_cid = sign_commit(self.did, data, rev, key)
         # With no ops this is just the root node: not required, but it lets a consumer load the tree.
-        proof = covering_proof(decoded, data, paths)
+        proof = covering_proof(decoded, new_top, paths)
 
         slice_blocks: dict[CID, bytes] = {commit_cid: commit_block}
         slice_blocks.update(nodes)

@@ -19,4 +19,7 @@ repo = await repo.applyWrites(writes, keypair)
 const chunks = []
 for await (const c of getFullRepo(storage, repo.cid)) chunks.push(c)
 fs.writeFileSync(out, Buffer.concat(chunks))
-console.log(JSON.stringify({ did, didKey: keypair.did(), commit: repo.cid.toString(), rev: repo.commit.rev, count: n }))
+// What was written, beside the CAR, so tests can compare a reader's output with the source records.
+const recordsFile = `${out}.records.json`
+fs.writeFileSync(recordsFile, JSON.stringify(writes.map(({ collection, rkey, record }) => ({ collection, rkey, record }))))
+console.log(JSON.stringify({ did, didKey: keypair.did(), commit: repo.cid.toString(), rev: repo.commit.rev, count: n, recordsFile }))

@@ -11,7 +11,7 @@ from atstack.core.mst.keys import MAX_ENTRIES, MAX_KEY_BYTES, MAX_KEY_DEPTH, MST
 from atstack.core.mst.node import set_cache_limit
 from atstack.core.mst.proof import invert_ops, proof_blocks
 from atstack.core.mst.tree import EMPTY_ROOT, MST
-from atstack.core.mst.verify import verify_tree
+from atstack.core.mst.verify import verify_tree, walk_tree
 
 __all__ = [
     "EMPTY_ROOT",
@@ -26,4 +26,5 @@ __all__ = [
     "proof_blocks",
     "set_cache_limit",
     "verify_tree",
+    "walk_tree",
 ]

@@ -62,7 +62,13 @@ def _build(items: Iterable[tuple[str, CID]]) -> Node | None:
     if not all(type(k) is str for k in mapping):
         raise MSTError("MST keys must be strings")
     texts = sorted(mapping)
-    if max(map(len, texts)) > MAX_KEY_BYTES or _keys_match("\n".join(texts)) is None:
+    joined = "\n".join(texts)
+    # A key holding the separator would pass the regex as two keys: the newline count rules that out.
+    if (
+        max(map(len, texts)) > MAX_KEY_BYTES
+        or joined.count("\n") != len(texts) - 1
+        or _keys_match(joined) is None
+    ):
         bad = next(k for k in texts if len(k) > MAX_KEY_BYTES or _key_match(k.encode()) is None)
         raise MSTError(f"invalid MST key {bad[:80]!r}")
     keys = [k.encode() for k in texts]  # ASCII, so text order is byte order

@@ -16,7 +16,8 @@ Blocks read from a store are untrusted: :func:`decode_node` checks the block has
 strictly, checks the type of every field (so floats, extra fields or missing ``l``/``t`` are rejected), that
 the keys are valid, strictly ascending, maximally prefix-compressed and all of the node's depth, and that
 links to nodes are blessed dag-cbor CIDs. Nodes that passed are cached by CID (bounded), since a relay sees
-the same upper nodes of a repo in every commit.
+the same upper nodes of a repo in every commit. :func:`parse_node` is the same check without the hash and
+without building a :class:`Node`, for the full-tree walk of :mod:`atstack.core.mst.verify`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from operator import itemgetter
 
-import cbrrr
+from cbrrr import _cbrrr
 
 from atstack.core.blockstore import BlockStore, MissingBlock
 from atstack.core.cbor import MAX_BLOCK_SIZE
@@ -36,12 +38,16 @@ __all__ = [
     "KEY_MAX",
     "KEY_MIN",
     "Node",
+    "NodeParts",
     "Sub",
+    "cached_node",
+    "check_key_syntax",
     "clear_node_cache",
     "decode_node",
     "encode_node",
     "load_node",
     "load_root",
+    "parse_node",
     "seal",
     "set_cache_limit",
 ]
@@ -54,7 +60,9 @@ _DAG_PFX = b"\x01\x71\x12\x20"
 _RAW_PFX = b"\x01\x55\x12\x20"
 _sha256 = hashlib.sha256
 _from_bytes = int.from_bytes
-_decode = cbrrr.decode_dag_cbor
+_decode_raw = _cbrrr.decode_dag_cbor  # returns (value, bytes used): no Python wrapper frame per node
+_get_el = itemgetter("e", "l")
+_get_kptv = itemgetter("k", "p", "t", "v")
 
 
 @dataclass(slots=True, eq=False, repr=False)
@@ -77,6 +85,7 @@ class Node:
 
 
 Sub = Node | CID | None
+NodeParts = tuple[int, list[bytes], list[CID], list[Sub]]
 
 
 def _bytes_header(n: int) -> bytes:
@@ -206,14 +215,31 @@ def decode_node(cid: CID, data: bytes, level: int | None) -> Node:
         raise MSTError(f"MST node block of {len(data)} bytes is too large")
     if _DAG_PFX + _sha256(data).digest() != cid.cid_bytes:
         raise MSTError(f"block does not hash to {cid.encode()} (or the CID is not a blessed dag-cbor CID)")
+    level, keys, vals, subs = parse_node(data, level)
+    return Node(level, tuple(keys), tuple(vals), tuple(subs), cid, data, True)
+
+
+def parse_node(data: bytes, level: int | None, *, check_keys: bool = True) -> NodeParts:
+    """Decode and check a node block (not its hash): ``(level, keys, vals, subs)`` with full keys.
+
+    Every rule of :func:`decode_node` except the hash, which the caller checks or already checked. With
+    ``check_keys=False`` the caller takes over the key syntax rule (one regex over many nodes' keys, see
+    :func:`check_key_syntax`); keys must then not be trusted until it ran.
+    """
+    if len(data) > MAX_BLOCK_SIZE:
+        raise MSTError(f"MST node block of {len(data)} bytes is too large")
     try:
-        obj = _decode(data)
+        obj, end = _decode_raw(data, CID, False)
     except (ValueError, TypeError, RecursionError) as exc:
         raise MSTError(f"MST node is not valid DRISL: {exc}") from None
-    if type(obj) is not dict or len(obj) != 2 or "e" not in obj or "l" not in obj:
+    if end != len(data):
+        raise MSTError(f"MST node is not valid DRISL: {len(data) - end} trailing bytes")
+    if type(obj) is not dict or len(obj) != 2:
         raise MSTError("MST node must be a map with exactly the fields 'e' and 'l'")
-    entries = obj["e"]
-    left = obj["l"]
+    try:
+        entries, left = _get_el(obj)
+    except KeyError:
+        raise MSTError("MST node must be a map with exactly the fields 'e' and 'l'") from None
     if type(entries) is not list:
         raise MSTError("MST node 'e' must be an array")
     if len(entries) > MAX_ENTRIES:
@@ -231,17 +257,19 @@ def decode_node(cid: CID, data: bytes, level: int | None) -> Node:
     keys: list[bytes] = []
     vals: list[CID] = []
     subs: list[Sub] = [left]
+    add_key = keys.append
+    add_val = vals.append
+    add_sub = subs.append
+    get_kptv = _get_kptv
     prev = b""
+    lp = 0
     sha256 = _sha256
     dag_pfx = _DAG_PFX
     for e in entries:
         if type(e) is not dict or len(e) != 4:
             raise MSTError("MST entry must be a map with exactly the fields 'k', 'p', 't', 'v'")
         try:
-            p = e["p"]
-            k = e["k"]
-            v = e["v"]
-            t = e["t"]
+            k, p, t, v = get_kptv(e)
         except KeyError:
             raise MSTError("MST entry must be a map with exactly the fields 'k', 'p', 't', 'v'") from None
         if type(p) is not int or type(k) is not bytes or type(v) is not CID:
@@ -253,7 +281,6 @@ def decode_node(cid: CID, data: bytes, level: int | None) -> Node:
             _check_leaf_cid(raw)
         # Ordering and maximal prefix compression in O(1): with p shared bytes, the next byte of the new
         # key must differ from (and sort after) the previous key's byte at p.
-        lp = len(prev)
         if p == lp:
             if not k:
                 raise MSTError("MST keys are not strictly ascending (duplicate key)")
@@ -270,19 +297,17 @@ def decode_node(cid: CID, data: bytes, level: int | None) -> Node:
             key = prev[:p] + k
         else:
             raise MSTError(f"MST entry prefix length {p} is out of range")
-        digest = sha256(key).digest()
-        if not lo_byte <= digest[0] < hi_byte:
-            depth = (256 - _from_bytes(digest).bit_length()) >> 1
+        if not lo_byte <= sha256(key).digest()[0] < hi_byte:
+            depth = (256 - _from_bytes(sha256(key).digest()).bit_length()) >> 1
             if depth != level:
                 raise MSTError(f"MST key {key[:80]!r} of depth {depth} found in a node of level {level}")
-        keys.append(key)
-        vals.append(v)
-        subs.append(t)
+        add_key(key)
+        add_val(v)
+        add_sub(t)
         prev = key
-    # Key syntax for the whole node in one regex pass (keys cannot contain the newline separator).
-    if keys and (max(map(len, keys)) > MAX_KEY_BYTES or _keys_match(b"\n".join(keys)) is None):
-        bad = next(k for k in keys if len(k) > MAX_KEY_BYTES or _key_match(k) is None)
-        raise MSTError(f"invalid MST key {bad[:80]!r}")
+        lp = len(key)
+    if check_keys and keys:
+        check_key_syntax(keys)
     if not keys:
         if level is None:
             if left is not None:
@@ -290,11 +315,26 @@ def decode_node(cid: CID, data: bytes, level: int | None) -> Node:
             level = 0
         elif left is None:
             raise MSTError("empty MST node below the root")
-    if level > MAX_KEY_DEPTH:
+    if level > MAX_KEY_DEPTH:  # type: ignore[operator]
         raise MSTError(f"MST level {level} exceeds the limit of {MAX_KEY_DEPTH}")
     if level == 0 and any(subs):
         raise MSTError("MST node at level 0 links to a subtree")
-    return Node(level, tuple(keys), tuple(vals), tuple(subs), cid, data, True)
+    return level, keys, vals, subs  # type: ignore[return-value]
+
+
+def check_key_syntax(keys: list[bytes]) -> None:
+    """Every key is a valid MST key: one regex pass over all of them, newline-separated.
+
+    The separator count is checked too: a key holding a newline would otherwise pass as two valid keys.
+    """
+    joined = b"\n".join(keys)
+    if (
+        max(map(len, keys)) > MAX_KEY_BYTES
+        or joined.count(b"\n") != len(keys) - 1
+        or _keys_match(joined) is None
+    ):
+        bad = next(k for k in keys if len(k) > MAX_KEY_BYTES or _key_match(k) is None)
+        raise MSTError(f"invalid MST key {bad[:80]!r}")
 
 
 # ---- cache of checked nodes, shared by all trees (a CID names one content, checked on first read) ----
@@ -312,6 +352,11 @@ def set_cache_limit(limit: int) -> None:
 
 def clear_node_cache() -> None:
     _cache.clear()
+
+
+def cached_node(cid: CID) -> Node | None:
+    """The checked node of ``cid`` if the cache holds it (for readers of blocks they know are present)."""
+    return _cache.get(cid)
 
 
 def _remember(cid: CID, node: Node) -> None:

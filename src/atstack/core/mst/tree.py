@@ -198,6 +198,11 @@ class MST:
         cid = root.cid
         return cid if cid is not None else seal(root)
 
+    @property
+    def root_node(self) -> Node | None:
+        """The root node object (None for the empty tree); sealed, with its CID and block, after :meth:`root`."""
+        return self._root
+
     def new_blocks(self) -> dict[CID, bytes]:
         """Blocks of nodes this tree created (by edits or a bulk build) that ``store`` does not hold yet.
 

@@ -17,6 +17,7 @@ from atstack.core.syntax.identifiers import (
     _handle_problem,
     _nsid_problem,
     _record_key_problem,
+    _rkey_match,
     is_valid_did,
     is_valid_handle,
     is_valid_nsid,
@@ -133,11 +134,35 @@ def parse_at_uri(s: str) -> AtUri:
     return AtUri(*parts)
 
 
+# Collections already found to be valid NSIDs. Paths repeat a handful of collections, so split_repo_path
+# checks each NSID once; bounded so distinct attacker-chosen collections cannot grow it without limit.
+_valid_collections: set[str] = set()
+_VALID_COLLECTIONS_MAX = 4096
+
+
+def _is_valid_collection(collection: str) -> bool:
+    if collection in _valid_collections:
+        return True
+    if not is_valid_nsid(collection):
+        return False
+    if len(_valid_collections) >= _VALID_COLLECTIONS_MAX:
+        _valid_collections.clear()
+    _valid_collections.add(collection)
+    return True
+
+
 def split_repo_path(path: str) -> tuple[str, str]:
     """``"<nsid>/<rkey>"`` -> ``(collection, rkey)``; raises ``InvalidSyntax`` unless both parts are valid."""
     if isinstance(path, str):
         collection, sep, rkey = path.partition("/")
-        if sep and is_valid_nsid(collection) and is_valid_record_key(rkey):
+        # The record key rule of is_valid_record_key, inlined (``rkey`` is a str here).
+        if (
+            sep
+            and _rkey_match(rkey) is not None
+            and rkey != "."
+            and rkey != ".."
+            and _is_valid_collection(collection)
+        ):
             return collection, rkey
     if not isinstance(path, str):
         raise InvalidSyntax("repo path must be a string")
