@@ -22,6 +22,7 @@ from aiohttp import web
 from atstack import __version__
 from atstack.core.lexicon import Lexicons, load_lexicon_dir
 from atstack.identity import DidResolver, HandleResolver, PlcClient
+from atstack.lexicons import bundled_lexicons
 from atstack.pds.accounts import AccountManager
 from atstack.pds.auth import AuthVerifier
 from atstack.pds.blobstore import BlobStore
@@ -49,26 +50,16 @@ Most API routes are under /xrpc/
 
 
 def find_lexicon_dir(config: PdsConfig) -> Path | None:
-    """``config.lexicon_dir``, else ``$ATSTACK_LEXICON_DIR``, else lexicons bundled with the package, else
-    (a development checkout) the ``shared/atproto/lexicons`` directory beside the source tree."""
+    """``config.lexicon_dir``, else ``$ATSTACK_LEXICON_DIR``; None means the lexicons bundled with atstack."""
     if config.lexicon_dir is not None:
         return Path(config.lexicon_dir)
     env = os.environ.get("ATSTACK_LEXICON_DIR")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for candidate in (here.parent.parent / "lexicons", here.parents[4] / "shared" / "atproto" / "lexicons"):
-        if candidate.is_dir():
-            return candidate
-    return None
+    return Path(env) if env else None
 
 
 def load_lexicons(config: PdsConfig) -> Lexicons:
     path = find_lexicon_dir(config)
-    if path is None:
-        log.warning("no lexicon directory configured: records will be stored with validationStatus unknown")
-        return Lexicons()
-    return load_lexicon_dir(path)
+    return load_lexicon_dir(path) if path is not None else bundled_lexicons()
 
 
 def create_app(config: PdsConfig, *, lexicons: Lexicons | None = None) -> web.Application:
