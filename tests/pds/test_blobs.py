@@ -335,3 +335,11 @@ def test_sniff_mime() -> None:
     assert sniff_mime(b"hello world") is None
     assert sniff_mime(b"") is None
     assert len(cases) == 9
+
+
+async def test_empty_blob_upload(pds: Pds) -> None:
+    """The blob spec allows an empty blob: size 0 and the raw CID of no bytes."""
+    alice = await pds.create_account("emptyblob")
+    blob = await upload(pds, alice, b"", "application/octet-stream")
+    assert blob["size"] == 0
+    assert blob["ref"]["$link"] == cid_for_raw(b"").encode()

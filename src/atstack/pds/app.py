@@ -25,6 +25,7 @@ from atstack.identity import DidResolver, HandleResolver, PlcClient
 from atstack.lexicons import bundled_lexicons
 from atstack.pds.accounts import AccountManager
 from atstack.pds.auth import AuthVerifier
+from atstack.pds.blob_gc import start_blob_gc
 from atstack.pds.blobstore import BlobStore
 from atstack.pds.config import PdsConfig
 from atstack.pds.context import PdsContext
@@ -128,6 +129,7 @@ async def _lifecycle(ctx: PdsContext) -> AsyncIterator[None]:
     ctx.crawlers.session = http
     sequencer.on_committed = ctx.crawlers.notify_of_update
     ctx.crawlers.notify_soon()
+    start_blob_gc(ctx)
     log.info(
         "pds ready",
         extra={"service_did": config.service_did, "public_url": config.public_url, "plc": config.plc_url},

@@ -321,8 +321,8 @@ def blob_gc(ctx: PdsContext) -> BlobGC:
         config = ctx.config
         gc = BlobGC(
             ctx,
-            temp_ttl=getattr(config, "blob_temp_ttl", DEFAULT_TEMP_TTL),
-            interval=getattr(config, "blob_gc_interval", DEFAULT_GC_INTERVAL),
+            temp_ttl=config.blob_temp_ttl,
+            interval=config.blob_gc_interval,
         )
         ctx.extras[_EXTRAS_KEY] = gc
     return gc  # type: ignore[no-any-return]

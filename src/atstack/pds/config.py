@@ -86,6 +86,8 @@ class PdsConfig:
     access_token_ttl: int = ACCESS_TOKEN_TTL
     refresh_token_ttl: int = REFRESH_TOKEN_TTL
     rate_limits: bool = True
+    blob_temp_ttl: float = 6 * 3600  # uploads no record references are deleted after this (spec: ≥ 1 h)
+    blob_gc_interval: float = 600
     clock: Callable[[], float] = field(default=time.time)
 
     def __post_init__(self) -> None:

@@ -370,7 +370,10 @@ class XRPCRouter:
             if body_present:
                 raise InvalidRequestError("A request body was provided when none was expected")
             return
-        if not body_present:
+        if not body_present and not (
+            # An explicit empty binary body is a body (the blob spec allows empty blobs); empty JSON is not.
+            route.input != JSON_ENCODING and request.headers.get("Content-Length") == "0"
+        ):
             raise InvalidRequestError("A request body is expected but none was provided")
         mime = normalize_mime(request.headers.get("Content-Type"))
         if mime is None:
