@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -557,3 +558,11 @@ def test_verify_repo_car_record_with_raw_cid() -> None:
     assert [(p, c) for p, c, _b in v.iter_records()] == items
     with pytest.raises(RepoVerifyError, match="missing"):
         verify_repo_car(_signed_car(items, {cid_for_cbor(good): good}))
+    # a leaf CID of another codec (kept as the author made it) sends the CAR through the exact reader
+    pb = b"\x0a\x02hi"
+    pb_cid = CID(b"\x01\x70\x12\x20" + hashlib.sha256(pb).digest())
+    items.append((f"{POST}/c", pb_cid))
+    car = _signed_car(items, {raw_cid: blob, cid_for_cbor(good): good, pb_cid: pb})
+    assert [b for _p, _c, b in verify_repo_car(car).iter_records()] == [blob, good, pb]
+    with pytest.raises(RepoVerifyError, match="does not match"):
+        verify_repo_car(_signed_car(items, {raw_cid: blob, cid_for_cbor(good): good, pb_cid: pb + b"!"}))

@@ -60,6 +60,7 @@ MAX_HEADER_SIZE = 64 * 1024
 _SHA2_256 = 0x12
 _FAST_PREFIXES = (b"\x01\x71\x12\x20", b"\x01\x55\x12\x20")  # blessed dag-cbor / raw: 36-byte CIDs
 _sha256 = hashlib.sha256
+_DAG_PFX = _FAST_PREFIXES[0]
 _DIGEST = itemgetter(slice(4, None))  # the sha2-256 digest of a blessed 36-byte CID
 _CID_PREFIX = itemgetter(slice(0, 4))
 _BLESSED = frozenset(_FAST_PREFIXES)
@@ -254,39 +255,51 @@ def read_car_raw(
     if type(data) is not bytes:
         data = bytes(data)  # one copy; slicing bytes is cheaper than slicing a memoryview
     roots, pos = read_car_header(data, max_size=max_size)
-    sections = _split_blessed(data, pos, max_blocks, max_block_size)
-    if sections is None:
-        # Some section is not the common shape: the exact block-by-block reader decides (and hashes).
-        by_cid: dict[bytes, bytes] = {}
-        setdefault = by_cid.setdefault
-        for cid, block in _iter_blocks(data, pos, verify, max_blocks, max_block_size):
-            setdefault(cid.cid_bytes, block)
-        return roots, by_cid
-    cids, blocks = sections
-    if verify:
-        sha = _sha256
-        if [sha(block).digest() for block in blocks] != list(map(_DIGEST, cids)):
-            bad = next(c for c, b in zip(cids, blocks, strict=True) if sha(b).digest() != c[4:])
-            raise CarError(f"block does not match its CID {CID(bad).encode()}")
-    by_cid = dict(zip(cids, blocks, strict=True))
-    if len(by_cid) != len(cids) and not verify:
-        # Duplicates: keep the first copy. (Verified copies of one sha2-256 CID are the same bytes.)
-        by_cid = {}
-        setdefault = by_cid.setdefault
-        for cid, block in zip(cids, blocks, strict=True):
-            setdefault(cid, block)
+    sections = _split_sections(data, pos, max_blocks, max_block_size)
+    if sections is not None:
+        cids, blocks = sections
+        blessed = True
+        if verify:
+            sha = _sha256
+            digests = [sha(block).digest() for block in blocks]
+            # The usual repo, every block dag-cbor and intact, is settled by this one list comparison.
+            if list(map(_DAG_PFX.__add__, digests)) != cids:
+                blessed = _blessed(cids)
+                if blessed and digests != list(map(_DIGEST, cids)):
+                    bad = next(c for c, d in zip(cids, digests, strict=True) if d != c[4:])
+                    raise CarError(f"block does not match its CID {CID(bad).encode()}")
+        else:
+            blessed = _blessed(cids)
+        if blessed:
+            by_cid = dict(zip(cids, blocks, strict=True))
+            if len(by_cid) != len(cids) and not verify:
+                # Duplicates: keep the first copy. (Verified copies of one sha2-256 CID are the same bytes.)
+                by_cid = {}
+                setdefault = by_cid.setdefault
+                for cid, block in zip(cids, blocks, strict=True):
+                    setdefault(cid, block)
+            return roots, by_cid
+    # Some section is not the common shape: the exact block-by-block reader decides (and hashes).
+    by_cid = {}
+    setdefault = by_cid.setdefault
+    for cid, block in _iter_blocks(data, pos, verify, max_blocks, max_block_size):
+        setdefault(cid.cid_bytes, block)
     return roots, by_cid
 
 
-def _split_blessed(
+def _blessed(cids: list[bytes]) -> bool:
+    return set(map(_CID_PREFIX, cids)) <= _BLESSED
+
+
+def _split_sections(
     data: bytes, pos: int, max_blocks: int, max_block_size: int
 ) -> tuple[list[bytes], list[bytes]] | None:
-    """Binary CIDs and blocks of the sections from ``pos`` on, if every CID is a blessed 36-byte one.
+    """The sections from ``pos`` on, split as if each held a blessed 36-byte CID: (CIDs, blocks).
 
-    The optimistic reader of :func:`read_car_raw`: one tight loop that takes every section to hold a
-    36-byte CID, then checks that in bulk. ``None`` when any section is otherwise, or too large (the
-    caller then re-reads with :func:`_iter_blocks`, which names the problem). Section lengths are read
-    strictly; hashes are not checked here.
+    The optimistic reader of :func:`read_car_raw`: one tight loop; the caller then checks the CIDs in bulk.
+    ``None`` when a section cannot be split so, or is too large (the caller then re-reads with
+    :func:`_iter_blocks`, which names the problem). Section lengths are read strictly; hashes are not
+    checked here.
     """
     # Sections with one or two length bytes are under 16 KiB: only longer ones can break a usual cap.
     small_cap = max_block_size < (1 << 14)
@@ -295,31 +308,37 @@ def _split_blessed(
     add_cid = cids.append
     add_block = blocks.append
     end = len(data)
-    for _ in range(max_blocks):
-        if pos >= end:
-            break
-        # Section lengths of records and MST nodes fit one or two varint bytes: decode those inline.
-        n = data[pos]
-        if n < 0x80:
-            pos += 1
-        elif pos + 1 < end and 0 < data[pos + 1] < 0x80:
-            n = (n & 0x7F) | (data[pos + 1] << 7)
-            pos += 2
-        else:
-            n, pos = _read_varint(data, pos, end)
-            if n - 36 > max_block_size:
+    try:
+        for _ in range(max_blocks):
+            if pos >= end:
+                break
+            # Section lengths of records and MST nodes fit one or two varint bytes: decode those inline
+            # (an IndexError on a length cut off by the end sends the CAR to the exact reader).
+            n = data[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                b1 = data[pos + 1]
+                if 0 < b1 < 0x80:
+                    n = (n & 0x7F) | (b1 << 7)
+                    pos += 2
+                else:
+                    n, pos = _read_varint(data, pos, end)
+                    if n - 36 > max_block_size:
+                        return None
+            if n < 36:
                 return None
-        if n < 36:
-            return None
-        cid_end = pos + 36
-        add_cid(data[pos:cid_end])
-        pos += n
-        add_block(data[cid_end:pos])
-    else:
-        if pos < end:
-            raise CarError(f"CAR has more than {max_blocks} blocks")
+            cid_end = pos + 36
+            add_cid(data[pos:cid_end])
+            pos += n
+            add_block(data[cid_end:pos])
+        else:
+            if pos < end:
+                raise CarError(f"CAR has more than {max_blocks} blocks")
+    except IndexError:
+        return None
     # A section that ran past the end left ``pos`` beyond it (its slices were cut short).
-    if pos != end or not set(map(_CID_PREFIX, cids)) <= _BLESSED:
+    if pos != end:
         return None
     if small_cap and blocks and max(map(len, blocks)) > max_block_size:
         return None

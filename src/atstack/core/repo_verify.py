@@ -129,18 +129,28 @@ def verify_repo_car(
     that only needs the repository check passes ``check_records=False`` (about half the time).
     """
     with _gc_paused():
-        try:
-            roots, blocks = read_car_raw(data, verify=True, max_size=max_size)
-        except CarError as exc:
-            raise RepoVerifyError(f"bad CAR: {exc}") from None
-        commit_cid, commit = _commit(roots, lambda cid: blocks.get(cid.cid_bytes), did, public_key)
-        try:
-            # ``hashed``: read_car_raw checked every block against its CID.
-            keys, cids = walk_tree(blocks.get, commit.data, hashed=True)
-        except MSTError as exc:
-            raise RepoVerifyError(f"bad MST: {exc}") from None
-        except MissingBlock as exc:
-            raise RepoVerifyError(f"incomplete MST: {exc}") from None
+        return _verify_repo_car(data, did, public_key, check_records, max_size)
+
+
+def _verify_repo_car(
+    data: bytes | memoryview,
+    did: str | None,
+    public_key: PublicKey | None,
+    check_records: bool,
+    max_size: int,
+) -> VerifiedRepo:
+    try:
+        roots, blocks = read_car_raw(data, verify=True, max_size=max_size)
+    except CarError as exc:
+        raise RepoVerifyError(f"bad CAR: {exc}") from None
+    commit_cid, commit = _commit(roots, lambda cid: blocks.get(cid.cid_bytes), did, public_key)
+    try:
+        # ``hashed``: read_car_raw checked every block against its CID.
+        keys, cids = walk_tree(blocks.get, commit.data, hashed=True)
+    except MSTError as exc:
+        raise RepoVerifyError(f"bad MST: {exc}") from None
+    except MissingBlock as exc:
+        raise RepoVerifyError(f"incomplete MST: {exc}") from None
     try:
         records = list(map(blocks.__getitem__, map(_CID_BYTES, cids)))
     except KeyError:
