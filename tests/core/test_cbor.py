@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import atstack.core.cbor as cbor_module
 from atstack.core.cbor import (
     INT64_MAX,
     INT64_MIN,
@@ -31,6 +32,20 @@ from atstack.core.cbor import (
     encode_json_mode,
 )
 from atstack.core.cid import CID, cid_for_cbor, cid_for_raw
+
+_C_SCREEN = cbor_module._c_screen
+
+
+@pytest.fixture(scope="module", params=["c-screen", "python-screens"], autouse=True)
+def screen_backend(request: pytest.FixtureRequest) -> Any:
+    """Every test runs against both implementations of the data-model screen: the C one-pass check and
+    the Python byte screens it replaces where the extension could not be built."""
+    if request.param == "c-screen" and _C_SCREEN is None:
+        pytest.fail("the C extension atstack.core._drisl_screen was not built")
+    cbor_module._c_screen = _C_SCREEN if request.param == "c-screen" else None
+    yield request.param
+    cbor_module._c_screen = _C_SCREEN
+
 
 CID_A = cid_for_cbor(b"a")
 CID_TOKEN_A = b"\xd8\x2a\x58\x25\x00" + CID_A.cid_bytes  # tag 42, bytes(37), 0x00 + CID

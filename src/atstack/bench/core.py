@@ -13,11 +13,11 @@ import time
 import cbrrr
 import libipld
 
-from atstack.bench.harness import Report, peak_rss_mib, percentiles, rate, timed_samples
+from atstack.bench.harness import Report, best_rates, peak_rss_mib, percentiles, rate, timed_samples
 from atstack.core import cbor
 from atstack.core.blockstore import MemoryBlockStore
 from atstack.core.car import read_car
-from atstack.core.cid import cid_for_cbor
+from atstack.core.cid import cid_for_cbor, cid_for_raw
 from atstack.core.commit import decode_commit, sign_commit
 from atstack.core.crypto import generate_private_key
 from atstack.core.mst import MST
@@ -31,13 +31,30 @@ DID = "did:plc:benchbenchbenchbenchbenc"
 
 
 def sample_post(i: int) -> dict:
-    ref = {"uri": f"at://{DID}/app.bsky.feed.post/3kabcdefghij2", "cid": cid_for_cbor(b"parent %d" % i)}
+    # A strongRef carries its CID as a string (app.bsky schema), so a reply post has no CID links.
+    ref = {
+        "uri": f"at://{DID}/app.bsky.feed.post/3kabcdefghij2",
+        "cid": cid_for_cbor(b"parent %d" % i).encode(),
+    }
     return {
         "$type": "app.bsky.feed.post",
         "text": f"post number {i}: the quick brown fox jumps over the lazy dog 🦊",
         "createdAt": "2026-11-25T09:00:00.000Z",
         "langs": ["en"],
         "reply": {"root": ref, "parent": ref},
+    }
+
+
+def sample_image_post() -> dict:
+    def image(n: int) -> dict:
+        blob = {"$type": "blob", "ref": cid_for_raw(b"image %d" % n), "mimeType": "image/jpeg", "size": 91234}
+        return {"alt": f"picture {n}", "image": blob, "aspectRatio": {"width": 1200, "height": 800}}
+
+    return {
+        "$type": "app.bsky.feed.post",
+        "text": "two pictures from the walk",
+        "createdAt": "2026-11-25T09:00:00.000Z",
+        "embed": {"$type": "app.bsky.embed.images", "images": [image(1), image(2)]},
     }
 
 
@@ -73,19 +90,32 @@ def run(records: int = 100_000, seconds: float = 1.0) -> Report:
     plain = cbor.encode({k: v for k, v in sample_post(1).items() if k != "reply"})
     key = generate_private_key("k256")
     store, repo, build_rate = build_repo(records, key)
-    node_cid, node_block = next((c, b) for c, b in store.items() if b[:2] == b"\xa2\x61")
+    # A typical leaf-level MST node (a few entries, all with CID links).
+    node_cid, node_block = next(
+        (c, b) for c, b in store.items() if b[:2] == b"\xa2\x61" and len(cbor.decode_trusted(b)["e"]) >= 4
+    )
+    node_entries = len(cbor.decode_trusted(node_block)["e"])
     commit_block = store.get(repo.commit_cid)
     assert commit_block is not None
     print("  DRISL (ops/s)")
+    image_post = cbor.encode(sample_image_post())
     for name, block, ours in (
         ("post record (plain)", plain, cbor.decode),
-        ("post record with reply refs", post, cbor.decode),
-        ("MST node, strict decode_node", node_block, lambda b: decode_node(node_cid, b, None)),
-        ("commit, strict decode_commit", commit_block, decode_commit),
+        ("post record (reply)", post, cbor.decode),
+        ("post record with 2 image blobs", image_post, cbor.decode),
+        (f"MST node ({node_entries} entries)", node_block, cbor.decode),
+        ("commit", commit_block, cbor.decode),
+        ("MST node, strict shape + hash (decode_node)", node_block, lambda b: decode_node(node_cid, b, None)),
+        ("commit, strict shape (decode_commit)", commit_block, decode_commit),
     ):
-        raw = rate(lambda b=block: cbrrr.decode_dag_cbor(b), seconds=seconds)
-        mine = rate(lambda b=block, f=ours: f(b), seconds=seconds)
-        ipld = rate(lambda b=block: libipld.decode_dag_cbor(b), seconds=seconds)
+        mine, raw, ipld = best_rates(
+            [
+                lambda b=block, f=ours: f(b),
+                lambda b=block: cbrrr.decode_dag_cbor(b),
+                lambda b=block: libipld.decode_dag_cbor(b),
+            ],
+            seconds=seconds * 2,
+        )
         report.add(
             f"decode {name}", mine, "ops/s", f"cbrrr {raw:,.0f}, ×{raw / mine:.2f}; libipld {ipld:,.0f}"
         )

@@ -54,6 +54,11 @@ MAX_BLOCK_SIZE = 2 * 1024 * 1024  # records are ≤1 MiB; frames/CAR slices have
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
+try:  # the one-pass C screen (atstack/core/_drisl_screen.c); without it, the Python screens below
+    from atstack.core._drisl_screen import screen as _c_screen
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _c_screen = None
+
 # The C entry point returns (value, bytes consumed); cbrrr's Python wrapper only adds the trailing check.
 _decode = _cbrrr.decode_dag_cbor
 _encode = cbrrr.encode_dag_cbor
@@ -103,6 +108,8 @@ def decode(data: bytes, *, max_size: int = MAX_BLOCK_SIZE) -> Any:
         data = bytes(data)  # memoryview/bytearray: the byte screens need real bytes
     if len(data) > max_size:
         raise CBORDecodeError(f"CBOR input of {len(data)} bytes exceeds limit of {max_size}")
+    if _c_screen is not None:
+        return _decode_screened(data, False)
     if _TAG_BYTE in data:
         return _decode_with_cids(data)
     try:
@@ -133,6 +140,8 @@ def decode_json_mode(data: bytes, *, max_size: int = MAX_BLOCK_SIZE) -> Any:
         data = bytes(data)
     if len(data) > max_size:
         raise CBORDecodeError(f"CBOR input of {len(data)} bytes exceeds limit of {max_size}")
+    if _c_screen is not None:
+        return _decode_screened(data, True)
     if _TAG_BYTE in data:
         # JSON mode hides the CIDs from us: check with the CID-aware decode, then convert (C only).
         _decode_with_cids(data)
@@ -156,7 +165,28 @@ def screen_encoded(obj: Any, data: bytes) -> None:
     ``data`` is ``encode(obj)``; the screens of :func:`decode` decide whether ``obj`` must be walked for
     floats, out-of-range integers and deep nesting. Raises :class:`CBORDecodeError`.
     """
+    if _c_screen is not None:
+        try:
+            _c_screen(data)
+        except ValueError as exc:
+            raise CBORDecodeError(str(exc)) from None
+        return
     _screen(obj, data, b"", json_mode=False)
+
+
+def _decode_screened(data: bytes, json_mode: bool) -> Any:
+    """cbrrr decodes (and checks structure), then one C pass checks the rest of the data-model rules."""
+    try:
+        obj, end = _decode(data, CID, json_mode)
+    except (ValueError, TypeError) as exc:  # CbrrrDecodeError, UnicodeDecodeError
+        raise CBORDecodeError(str(exc) or type(exc).__name__) from None
+    if end != len(data):
+        raise CBORDecodeError(f"{len(data) - end} trailing bytes after the CBOR item")
+    try:
+        _c_screen(data)  # type: ignore[misc]
+    except ValueError as exc:
+        raise CBORDecodeError(str(exc)) from None
+    return obj
 
 
 def check_data_model_tree(obj: Any) -> None:
