@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from atstack.cli.bench import bench
+from atstack.cli.jetstream import jetstream
 from atstack.cli.keys import key
 from atstack.cli.pds import pds
 from atstack.cli.plc import plc
@@ -25,4 +26,5 @@ main.add_command(syntax)
 main.add_command(bench)
 main.add_command(plc)
 main.add_command(pds)
+main.add_command(jetstream)
 main.add_command(up)
