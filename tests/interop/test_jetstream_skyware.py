@@ -194,8 +194,10 @@ def test_skyware_update_options_switches_filter_live(
     client = Client(node22, node_js, jetstream, {"wantedCollections": [POST], "wantedDids": [alice.did]})
     try:
         wait_subscribers(jetstream, before + 1)
-        p1 = post(stack, alice, POST, "p1")
+        # n1 first: events stay in order, so once p1 has arrived n1 has been filtered out, not left in flight
+        # to meet the new filter.
         post(stack, alice, NOTE, "n1 (not wanted yet)")
+        p1 = post(stack, alice, POST, "p1")
         client.wait_for(lambda lines: len([x for x in lines if x["type"] == "commit"]) >= 1)
         client.send({"updateOptions": {"wantedCollections": [NOTE], "wantedDids": [alice.did]}})
         client.wait_for(lambda lines: any(x["type"] == "updated" for x in lines))

@@ -124,6 +124,27 @@ async def test_reads_are_consistent_snapshots_and_run_beside_writes(db: Database
     assert await db.fetchone("SELECT count(*) FROM account") == (101,)
 
 
+async def test_read_now_runs_on_the_calling_thread_and_sees_committed_writes(db: Database) -> None:
+    await db.execute("INSERT INTO account VALUES ('did:plc:a', 'a.test')")
+    seen: list[str] = []
+
+    def lookup(conn: sqlite3.Connection) -> tuple[str, ...] | None:
+        seen.append(threading.current_thread().name)
+        return conn.execute("SELECT handle FROM account WHERE did = ?", ("did:plc:a",)).fetchone()
+
+    assert db.read_now(lookup) == ("a.test",)
+    assert seen == [threading.current_thread().name]
+    await db.execute("UPDATE account SET handle = 'b.test' WHERE did = 'did:plc:a'")
+    assert db.read_now(lookup) == ("b.test",), "each call is a fresh snapshot"
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        db.read_now(lambda c: c.execute("INSERT INTO log (note) VALUES ('x')"))
+    assert db.read_now(lambda c: c.in_transaction) is True
+    assert db.read_now(lookup) == ("b.test",), "a failed read leaves no transaction open"
+    await db.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        db.read_now(lookup)
+
+
 async def test_migrations_are_versioned_and_atomic(tmp_path: Path) -> None:
     path = tmp_path / "m.sqlite"
     async with Database(path) as db:
@@ -158,6 +179,33 @@ async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
         await db.execute("INSERT INTO t VALUES (1)")
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM t").fetchone() == (200,)
+    conn.close()
+
+
+@pytest.mark.parametrize("background", [True, False])
+async def test_checkpoints_run_off_the_commit_path(tmp_path: Path, background: bool) -> None:
+    path = tmp_path / "wal.sqlite"
+    db = Database(path, background_checkpoint=background, checkpoint_every=2)
+    try:
+        await db.migrate(["CREATE TABLE t (n INTEGER, pad BLOB) STRICT"])
+        autocheckpoint = await db.execute_write(
+            lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        )
+        assert autocheckpoint == (0 if background else 1000)
+        for i in range(40):  # ~200 KB: far below SQLite's own 1000-page trigger
+            await db.execute("INSERT INTO t VALUES (?, ?)", (i, os.urandom(5000)))
+        deadline = asyncio.get_running_loop().time() + 5
+        while path.stat().st_size < 150_000 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if background:
+            assert path.stat().st_size >= 150_000, "the checkpoint thread copied the WAL into the database"
+        else:
+            assert path.stat().st_size < 150_000, "without it, the pages wait in the WAL for SQLite's trigger"
+        assert await db.fetchone("SELECT count(*) FROM t") == (40,)
+    finally:
+        await db.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*), sum(n) FROM t").fetchone() == (40, sum(range(40)))
     conn.close()
 
 
@@ -211,9 +259,9 @@ async def test_acknowledged_writes_survive_sigkill(tmp_path: Path, mode: str) ->
         os.kill(proc.pid, signal.SIGKILL)  # mid-stream: eight writers have commits in flight
         await proc.wait()
         assert proc.returncode == -signal.SIGKILL
-        for line in (
-            await proc.stdout.read()
-        ).splitlines():  # acknowledged before the kill, still in the pipe
+        # Acknowledged before the kill, still in the pipe. The kill may land mid-print: the text after the
+        # last newline is a torn line, whose write is not counted.
+        for line in (await proc.stdout.read()).split(b"\n")[:-1]:
             if line.strip():
                 w, n = line.split()
                 acked.add((int(w), int(n)))

@@ -1,6 +1,12 @@
 """Every repo write of the PDS: build the signed commit, then persist it and its event in one transaction.
 
-Spec: atproto.com/specs/repository and /sync; checklist §4, §6, §8, §11. A write:
+Spec: atproto.com/specs/repository and /sync; checklist §4, §6, §8, §11.
+
+A write whose records reference no blob — nearly all of them — is one job on the database's writer thread:
+it reads the head, checks the swaps, builds the commit (steps 2 and 4 below without the re-check) and
+persists it inside the write transaction, so it cannot race another write and needs no second thread hop;
+concurrent writers share one commit (``Database`` groups the jobs queued meanwhile). A write that references
+blobs must move blob files between building and committing, so it takes the longer path:
 
 1. takes the account's ``asyncio.Lock`` (writers of one repo queue up, so rebuilds are rare);
 2. on a reader thread, from one database snapshot: reads the head, checks ``swapCommit`` and each write's
@@ -16,22 +22,30 @@ Spec: atproto.com/specs/repository and /sync; checklist §4, §6, §8, §11. A w
    ``#commit`` event and moves the head;
 5. after the commit: the event is published (by the sequencer, which may also tell relays to crawl) and
    dereferenced blob files are deleted.
+
+:class:`RecentHeads` keeps, for recently written repos, the decoded head commit and the MST nodes that
+commit created (one root-to-leaf path per write, the rest as CIDs): the next write to the repo starts from
+them instead of reading and decoding the commit and the top of the tree again. An entry is used only when
+its commit CID is the head in the database, and the commit CID fixes the whole tree, so it cannot be stale.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from atstack.core.blockstore import MemoryBlockStore, MissingBlock
 from atstack.core.cbor import decode_trusted
 from atstack.core.cid import CID, CODEC_DAG_CBOR
-from atstack.core.commit import sign_commit
+from atstack.core.commit import Commit, sign_commit
 from atstack.core.crypto import PrivateKey
 from atstack.core.mst import MST
+from atstack.core.mst.node import Node
 from atstack.core.repo import CommitData, RecordExists, RecordNotFound, Repo, RepoError
 from atstack.core.repo_verify import VerifiedRepo, verify_repo_car
 from atstack.core.tid import TIDClock
@@ -45,9 +59,12 @@ from atstack.xrpc.errors import InvalidRequestError, XRPCError
 if TYPE_CHECKING:
     from atstack.pds.context import PdsContext
 
-__all__ = ["DbBlockStore", "RepoWriter", "WriteOutcome", "store_new_repo"]
+__all__ = ["DbBlockStore", "RecentHeads", "RepoWriter", "WriteOutcome", "store_new_repo"]
 
 _MAX_ATTEMPTS = 5
+# Repos whose head stays in memory. An entry is the commit and one MST path (a few KiB); 2048 of them
+# cover the accounts writing at any moment on a single-host PDS for a few MiB.
+RECENT_HEADS = 2048
 _IMPORT_CLOCK = TIDClock()
 
 
@@ -74,6 +91,53 @@ class DbBlockStore:
         self.new[cid] = data
 
 
+def _detach(node: Node, keep: set[CID] | frozenset[CID]) -> Node:
+    """A stored copy of ``node`` keeping only the in-memory children in ``keep`` (the rest as CIDs)."""
+    subs = tuple(
+        (_detach(sub, keep) if sub.cid in keep else sub.cid) if type(sub) is Node else sub  # type: ignore[union-attr]
+        for sub in node.subs
+    )
+    return Node(node.level, node.keys, node.vals, subs, cid=node.cid, data=node.data, stored=True)
+
+
+class RecentHeads:
+    """The heads of recently written repos, decoded (see the module docstring); safe across threads."""
+
+    def __init__(self, size: int = RECENT_HEADS) -> None:
+        self.size = size
+        self._heads: OrderedDict[str, tuple[CID, Commit, Node | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, store: DbBlockStore, head: CID) -> Repo:
+        """The repo at ``head`` over ``store``: from memory when ``head`` is the one remembered."""
+        with self._lock:
+            entry = self._heads.get(store.did)
+        if entry is None or entry[0] != head:
+            return Repo.load(store, head)
+        return Repo(store, head, entry[1], MST(store, entry[2]))
+
+    def remember(self, did: str, commit: CommitData, tree: MST) -> None:
+        """Keep the repo's new head: ``tree`` is its MST, sealed (``commit.new_blocks`` holds its new nodes)."""
+        root = tree.root_node
+        entry = (
+            commit.cid,
+            commit.commit,
+            _detach(root, commit.new_blocks.keys()) if root is not None else None,
+        )
+        with self._lock:
+            self._heads[did] = entry
+            self._heads.move_to_end(did)
+            while len(self._heads) > self.size:
+                self._heads.popitem(last=False)
+
+    def forget(self, did: str) -> None:
+        with self._lock:
+            self._heads.pop(did, None)
+
+    def __len__(self) -> int:
+        return len(self._heads)
+
+
 class _HeadMoved(Exception):
     """The repo head changed between building a commit and persisting it: build again."""
 
@@ -83,6 +147,7 @@ class _Built:
     base: CID
     commit: CommitData
     blob_rows: dict[CID, BlobRow]
+    tree: MST
 
 
 @dataclass(slots=True)
@@ -143,6 +208,7 @@ class RepoWriter:
     def __init__(self, ctx: PdsContext) -> None:
         self.ctx = ctx
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.heads = RecentHeads()
 
     def lock(self, did: str) -> asyncio.Lock:
         lock = self._locks.get(did)
@@ -171,7 +237,7 @@ class RepoWriter:
         blob_rows = _check_blobs(conn, did, writes)
         store = DbBlockStore(conn, did)
         try:
-            repo = Repo.load(store, base)
+            repo = self.heads.load(store, base)
             commit = repo.apply_writes([w.to_record_write() for w in writes], key)
         except RecordExists as exc:
             raise InvalidRequestError(str(exc)) from None
@@ -181,7 +247,7 @@ class RepoWriter:
             raise InvalidRequestError(str(exc)) from None
         except MissingBlock as exc:
             raise XRPCError(500, message=f"repo of {did} is missing a block: {exc}") from None
-        return _Built(base, commit, blob_rows)
+        return _Built(base, commit, blob_rows, repo.mst)
 
     # --- persisting (writer thread) -------------------------------------------------------------------
 
@@ -192,10 +258,13 @@ class RepoWriter:
         did: str,
         built: _Built,
         writes: list[PreparedWrite],
+        *,
+        check_head: bool = True,
     ) -> list[CID]:
-        head = repo_store.get_root(conn, did)
-        if head is None or head[0] != built.base:
-            raise _HeadMoved()
+        if check_head:  # built from another snapshot: the head must not have moved since
+            head = repo_store.get_root(conn, did)
+            if head is None or head[0] != built.base:
+                raise _HeadMoved()
         commit = built.commit
         now = iso_time(self.ctx.clock())
         repo_store.put_blocks(conn, did, commit.rev, commit.new_blocks.items())
@@ -207,6 +276,8 @@ class RepoWriter:
             repo_store.delete_records(conn, did, deletes)
         dropped: set[CID] = set()
         for w in writes:
+            if w.action == "create" and not w.blobs:
+                continue  # the path was empty, so it has no references to replace (deletes clear them)
             dropped.update(blobs.set_record_blobs(conn, did, w.path, (b.cid for b in w.blobs)))
         for cid, row in built.blob_rows.items():
             if row.temp_key is not None:
@@ -220,7 +291,22 @@ class RepoWriter:
             blobs.delete_blob_rows(conn, did, gone)
         repo_store.set_root(conn, did, commit.cid, commit.rev, now)
         self.ctx.sequencer.append_commit(conn, events, did, commit)
+        # Remembered before COMMIT: if that fails, the database head is not this commit and the entry is
+        # never used.
+        self.heads.remember(did, commit, built.tree)
         return gone
+
+    def _build_and_persist(
+        self,
+        conn: sqlite3.Connection,
+        events: EventBatch,
+        did: str,
+        key: PrivateKey,
+        writes: list[PreparedWrite],
+        swap_commit: CID | None,
+    ) -> tuple[CommitData, list[CID]]:
+        built = self._build(conn, did, key, writes, swap_commit)
+        return built.commit, self._persist(conn, events, did, built, writes, check_head=False)
 
     # --- the write ------------------------------------------------------------------------------------
 
@@ -230,6 +316,14 @@ class RepoWriter:
         """Commit ``writes`` to ``did``'s repo (raises 400s for swaps, missing blobs, bad writes)."""
         ctx = self.ctx
         async with self.lock(did):
+            if not any(w.blobs for w in writes):
+                # No blob files to move: build and persist in one job on the writer thread.
+                commit, gone = await ctx.sequencer.transact(
+                    lambda conn, events: self._build_and_persist(conn, events, did, key, writes, swap_commit)
+                )
+                if gone:
+                    await asyncio.to_thread(_delete_blob_files, ctx, did, gone)
+                return WriteOutcome(commit, writes, gone)
             for _attempt in range(_MAX_ATTEMPTS):
                 built = await ctx.db.read(lambda conn: self._build(conn, did, key, writes, swap_commit))
                 temp = [

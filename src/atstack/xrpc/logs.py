@@ -25,10 +25,17 @@ _RESERVED = frozenset(
 )
 
 
+_second: tuple[int, str] = (-1, "")  # the last second formatted (lines come many per second)
+
+
 def _utc_timestamp(created: float) -> str:
+    global _second
     seconds = int(created)
     millis = int((created - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    last = _second
+    if last[0] != seconds:
+        last = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{last[1]}.{millis:03d}Z"
 
 
 class JSONFormatter(logging.Formatter):
@@ -46,9 +53,11 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = value
+        fields = record.__dict__
+        if fields.keys() - _RESERVED:  # only records given ``extra=`` need the walk in order
+            for key, value in fields.items():
+                if key not in _RESERVED and key[0] != "_":
+                    entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:

@@ -8,6 +8,8 @@ a client cannot grow the series set by inventing method names.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -63,10 +65,18 @@ class XRPCMetrics:
             registry=self.registry,
         )
         info.labels(service, version).set(1)
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe_request(self, nsid: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(nsid, method, str(status)).inc()
-        self.latency.labels(nsid).observe(seconds)
+        # ``labels()`` validates and looks up under a lock on every call; the children are kept per label set
+        # (bounded like the series themselves).
+        key = (nsid, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(nsid, method, str(status)), self.latency.labels(nsid))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

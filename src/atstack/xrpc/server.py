@@ -297,9 +297,10 @@ class XRPCRouter:
             label = nsid if nsid in self.routes else UNKNOWN_NSID
         self.metrics.observe_request(label, request.method, status, seconds)
         if access_log.isEnabledFor(logging.INFO):
+            method, path = request.method, request.path
             fields: dict[str, Any] = {
-                "method": request.method,
-                "path": request.path,
+                "method": method,
+                "path": path,
                 "nsid": nsid,
                 "status": status,
                 "ms": round(seconds * 1000, 2),
@@ -307,7 +308,20 @@ class XRPCRouter:
             }
             if error is not None:
                 fields["error"] = error
-            access_log.info("%s %s %d", request.method, request.path, status, extra=fields)
+            # makeRecord + handle is Logger.info minus the caller lookup (a third of the cost of a line
+            # that is written for every request, and whose source line is always this one).
+            access_log.handle(
+                access_log.makeRecord(
+                    ACCESS_LOGGER,
+                    logging.INFO,
+                    __file__,
+                    0,
+                    "%s %s %d",
+                    (method, path, status),
+                    None,
+                    extra=fields,
+                )
+            )
 
     # dispatch -----------------------------------------------------------------------------------
 

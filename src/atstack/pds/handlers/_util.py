@@ -56,10 +56,13 @@ def optional_cid(value: Any, name: str) -> CID | None:
 
 
 async def find_account(ctx: PdsContext, repo: str) -> accounts.Account | None:
-    """The hosted account named by a DID or a handle (any status)."""
-    return await ctx.db.read(
-        lambda conn: accounts.get_by_identifier(conn, repo.lower() if not repo.startswith("did:") else repo)
-    )
+    """The hosted account named by a DID or a handle (any status).
+
+    A primary-key lookup, so it runs on the event loop's own connection (``Database.read_now``): every
+    write and most reads start here, and a reader-thread hop would cost ten times the query.
+    """
+    ident = repo.lower() if not repo.startswith("did:") else repo
+    return ctx.db.read_now(lambda conn: accounts.get_by_identifier(conn, ident))
 
 
 def account_status(account: accounts.Account) -> tuple[bool, str | None]:

@@ -129,9 +129,7 @@ def register(router: XRPCRouter, ctx: PdsContext) -> None:
             swap = optional_cid(body["swapRecord"], "swapRecord")
         swap_commit = optional_cid(body.get("swapCommit"), "swapCommit")
         write = prepare_record(ctx.lexicons, "update", collection, rkey, body.get("record"), validate, swap)
-        current = await ctx.db.read(
-            lambda conn: repo_store.get_record(conn, did, write.collection, write.rkey)
-        )
+        current = ctx.db.read_now(lambda conn: repo_store.get_record(conn, did, write.collection, write.rkey))
         if current is None:
             write.action = "create"
         elif current[0] == write.cid:
@@ -162,9 +160,7 @@ def register(router: XRPCRouter, ctx: PdsContext) -> None:
             swap = optional_cid(body["swapRecord"], "swapRecord")
         write = prepare_delete(body.get("collection"), body.get("rkey"), swap)
         swap_commit = optional_cid(body.get("swapCommit"), "swapCommit")
-        current = await ctx.db.read(
-            lambda conn: repo_store.get_record(conn, did, write.collection, write.rkey)
-        )
+        current = ctx.db.read_now(lambda conn: repo_store.get_record(conn, did, write.collection, write.rkey))
         if current is None:
             return {}  # nothing to delete: no commit, as the reference answers
         try:
@@ -243,7 +239,8 @@ def register(router: XRPCRouter, ctx: PdsContext) -> None:
             raise InvalidRequestError("Could not locate record")
         did = account.did
         uri = f"at://{did}/{collection}/{rkey}"
-        found = await ctx.db.read(lambda conn: repo_store.get_record(conn, did, collection, rkey))
+        # two primary-key lookups: cheaper on this thread than a hop to a reader thread
+        found = ctx.db.read_now(lambda conn: repo_store.get_record(conn, did, collection, rkey))
         want = optional_cid(p.get("cid"), "cid")
         if found is None or (want is not None and found[0] != want):
             raise InvalidRequestError(f"Could not locate record: {uri}", "RecordNotFound")
