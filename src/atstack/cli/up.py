@@ -1,4 +1,4 @@
-"""`atstack up`: the whole stack in one process on loopback — PLC + PDS today (relay and Jetstream as they land).
+"""`atstack up`: the whole stack in one process on loopback — PLC + PDS + Jetstream today (the relay as it lands).
 
 Ports follow DESIGN "Command line and ports": ``--port-base N`` puts PLC on N, PDS on N+1, relay on N+2,
 Jetstream on N+3 and the indexer on N+4. State lives under ``--data-dir`` (default ``./data``), one
@@ -60,7 +60,9 @@ def _admin_password(data_dir: Path, given: str | None) -> tuple[str, str]:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
 def up(data_dir: Path, host: str, port_base: int, admin_password: str | None, log_level: str) -> None:
-    """Run PLC + PDS together on loopback with SQLite under DATA_DIR; Ctrl-C stops everything."""
+    """Run PLC + PDS + Jetstream together on loopback with SQLite under DATA_DIR; Ctrl-C stops everything."""
+    from atstack.jetstream import JetstreamConfig
+    from atstack.jetstream import create_app as create_jetstream
     from atstack.pds.app import create_app as create_pds
     from atstack.pds.config import PdsConfig
     from atstack.plc.app import create_app as create_plc
@@ -83,9 +85,19 @@ def up(data_dir: Path, host: str, port_base: int, admin_password: str | None, lo
         admin_password=password,
     )
     pds_app = create_pds(pds_config)
+    jetstream_port = port_base + 3  # port_base + 2 is the relay's; until it runs here Jetstream reads the PDS
+    jetstream_app = create_jetstream(
+        JetstreamConfig(
+            data_dir=data_dir / "jetstream",
+            upstream=f"ws://{host}:{pds_port}",
+            host=host,
+            port=jetstream_port,
+        )
+    )
     specs = [
         ServiceSpec(plc_app, host, plc_port, "plc"),
         ServiceSpec(pds_app, host, pds_port, "pds"),
+        ServiceSpec(jetstream_app, host, jetstream_port, "jetstream"),
     ]
 
     def ready(started: list) -> None:
@@ -93,6 +105,9 @@ def up(data_dir: Path, host: str, port_base: int, admin_password: str | None, lo
         for spec, url in started:
             click.echo(f"  {spec.name:<10} {url}")
         click.echo(f"  firehose   ws://{host}:{pds_port}/xrpc/com.atproto.sync.subscribeRepos")
+        click.echo(
+            f"  jetstream  ws://{host}:{jetstream_port}/subscribe?wantedCollections=app.bsky.feed.post"
+        )
         click.echo(f"  admin      user 'admin', password {where}")
         click.echo(EXAMPLE.format(pds=pds_config.public_url))
         click.echo("Ctrl-C stops everything.", err=False)
