@@ -9,6 +9,7 @@ from atstack.cli.jetstream import jetstream
 from atstack.cli.keys import key
 from atstack.cli.pds import pds
 from atstack.cli.plc import plc
+from atstack.cli.relay import relay
 from atstack.cli.repo import repo
 from atstack.cli.syntax import syntax
 from atstack.cli.up import up
@@ -27,4 +28,5 @@ main.add_command(bench)
 main.add_command(plc)
 main.add_command(pds)
 main.add_command(jetstream)
+main.add_command(relay)
 main.add_command(up)

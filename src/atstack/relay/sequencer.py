@@ -1,0 +1,261 @@
+"""The output log: accepted events get our own ``seq``, are persisted in batches, then published.
+
+Spec: atproto.com/specs/event-stream ("Sequence Numbers": persisted before they are sent), checklist §5.
+Workers call :meth:`Sequencer.emit` (synchronously, on the event loop): the event gets the next seq, is
+encoded once, and waits in the pending batch together with the account rows, collection counts and upstream
+cursors that changed with it. One flusher task writes the whole pending batch in one transaction
+(:func:`atstack.relay.store.write_batch`) and, once it has committed, hands the frames to the
+:class:`~atstack.xrpc.stream.EventStreamHub` in seq order. While a write is in flight the next batch fills
+up, so the batch size follows the load: one event per transaction when idle, thousands under a burst.
+
+The sequencer is also the hub's :class:`~atstack.xrpc.stream.EventLog`; ``latest_seq`` is the highest
+*committed* seq, so a replay never reads past what is on disk. Retention: :meth:`trim` deletes, from the
+front, the events older than the window (range deletes in bounded chunks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Protocol
+
+from atstack.core.stream import AccountEvent, CommitEvent, IdentityEvent, SyncEvent
+from atstack.relay.metrics import RelayMetrics
+from atstack.relay.store import Batch, write_batch
+from atstack.relay.store import events as event_store
+from atstack.storage.sqlite import Database
+from atstack.xrpc.stream import EventStreamHub
+
+__all__ = ["Gate", "Sequencer"]
+
+log = logging.getLogger("atstack.relay.sequencer")
+
+OutEvent = CommitEvent | SyncEvent | IdentityEvent | AccountEvent
+
+
+class _Row(Protocol):
+    did: str
+
+    def row(self) -> tuple: ...
+
+
+class Gate:
+    """Wakes everyone waiting for room (back-pressure between the ingest queue and the flusher)."""
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def wait(self) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        await future
+
+    def open(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+
+class Sequencer:
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], float],
+        metrics: RelayMetrics,
+        *,
+        max_batch: int = 5_000,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self.hub: EventStreamHub | None = None
+        self.gate = Gate()  # opened after every flush
+        self._next = 1
+        self._latest: int | None = None
+        self._oldest: int | None = None
+        self._events: list[tuple[int, int, str, bytes]] = []
+        self._received: list[float] = []  # perf_counter at receipt, for the added-latency histogram
+        self._accounts: dict[str, _Row] = {}
+        self._deltas: dict[tuple[str, str], int] = {}
+        self._replacements: list[tuple[str, dict[str, int]]] = []
+        self._cursors: dict[int, int] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.write_failures = 0
+
+    async def load(self) -> None:
+        def read(conn) -> tuple[int, int | None]:  # type: ignore[no-untyped-def]
+            return event_store.last_assigned_seq(conn), event_store.oldest_seq(conn)
+
+        last, oldest = await self.db.read(read)
+        self._next = last + 1
+        self._latest = last or None
+        self._oldest = oldest
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="relay-sequencer")
+
+    async def close(self) -> None:
+        """Flush what is pending, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # --- EventLog ------------------------------------------------------------------------------------
+
+    def latest_seq(self) -> int | None:
+        return self._latest
+
+    def oldest_seq(self) -> int | None:
+        return self._oldest
+
+    async def read_after(self, cursor: int, limit: int) -> list[tuple[int, bytes]]:
+        while True:
+            rows = await self.db.read(lambda conn: event_store.read_after(conn, cursor, limit))
+            latest = self._latest or 0
+            if rows and rows[-1][0] > latest:
+                # never hand out an event whose batch is committed but not yet published
+                return [r for r in rows if r[0] <= latest]
+            if len(rows) == limit or (rows[-1][0] if rows else cursor) >= latest:
+                return rows
+            # The read's snapshot predates a batch that was published while it ran: the hub would take the
+            # short answer as "caught up" and go live past those events, so read again.
+
+    # --- appending (synchronous, on the event loop) ------------------------------------------------------
+
+    @property
+    def backlog(self) -> int:
+        """Events emitted but not yet written."""
+        return len(self._events)
+
+    def emit(self, did: str, event: OutEvent, received: float | None = None) -> int:
+        """Give ``event`` the next seq, encode it and queue it for the next batch; returns the seq."""
+        seq = self._next
+        self._next = seq + 1
+        event.seq = seq
+        self._events.append((seq, int(self.clock() * 1e6), did, event.to_frame()))
+        self._received.append(received if received is not None else time.perf_counter())
+        self._kick()
+        return seq
+
+    def save_account(self, account: _Row) -> None:
+        self._accounts[account.did] = account
+        self._kick()
+
+    def add_records(self, did: str, collection: str, delta: int) -> None:
+        key = (collection, did)
+        self._deltas[key] = self._deltas.get(key, 0) + delta
+
+    def replace_records(self, did: str, counts: dict[str, int]) -> None:
+        # counts from a whole-repo fetch already include every earlier pending delta of this repo
+        for key in [k for k in self._deltas if k[1] == did]:
+            del self._deltas[key]
+        self._replacements.append((did, dict(counts)))
+        self._kick()
+
+    def set_cursor(self, host_id: int, seq: int) -> None:
+        self._cursors[host_id] = seq
+        self._kick()
+
+    def _kick(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+
+    async def wait_flushed(self) -> None:
+        """Until everything emitted so far is written and published (tests, shutdown)."""
+        while not self._idle.is_set():
+            await self._idle.wait()
+
+    # --- the flusher ---------------------------------------------------------------------------------
+
+    def _swap(self) -> tuple[Batch, list[float]]:
+        events, received = self._events, self._received
+        if len(events) > self.max_batch:
+            self._events, self._received = events[self.max_batch :], received[self.max_batch :]
+            events, received = events[: self.max_batch], received[: self.max_batch]
+        else:
+            self._events, self._received = [], []
+        batch = Batch(
+            events=events,
+            accounts=[a.row() for a in self._accounts.values()],
+            collection_deltas=self._deltas,
+            collection_replacements=self._replacements,
+            cursors=list(self._cursors.items()),
+        )
+        self._accounts, self._deltas, self._replacements, self._cursors = {}, {}, [], {}
+        return batch, received
+
+    async def _run(self) -> None:
+        while True:
+            if not (self._events or self._accounts or self._deltas or self._replacements or self._cursors):
+                self._idle.set()
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, received = self._swap()
+            started = time.perf_counter()
+            try:
+                await self.db.execute_write(partial(write_batch, batch=batch))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The events are lost (their seqs become a gap, which the protocol allows); the upstream
+                # cursors were not advanced either, so nothing is lost for good once the host is replayed.
+                self.write_failures += 1
+                log.exception("writing a batch of %d events failed", len(batch.events))
+                self.gate.open()
+                continue
+            self.metrics.flush_seconds.observe(time.perf_counter() - started)
+            self.metrics.flush_events.observe(len(batch.events))
+            if batch.events:
+                self._publish(batch.events, received)
+            self.gate.open()
+
+    def _publish(self, events: list[tuple[int, int, str, bytes]], received: list[float]) -> None:
+        self._latest = events[-1][0]
+        if self._oldest is None:
+            self._oldest = events[0][0]
+        hub = self.hub
+        now = time.perf_counter()
+        observe = self.metrics.added_latency.observe
+        for (seq, _t, _did, frame), at in zip(events, received, strict=True):
+            if hub is not None:
+                hub.publish(seq, frame)
+            observe(now - at)
+        self.metrics.events_out.inc(len(events))
+
+    # --- retention -----------------------------------------------------------------------------------
+
+    async def trim(self, retention_seconds: float, *, chunk: int = 10_000) -> int:
+        """Delete events older than the retention window; returns how many were deleted."""
+        cutoff_us = int((self.clock() - retention_seconds) * 1e6)
+        keep_from = await self.db.read(lambda conn: event_store.first_seq_at_or_after(conn, cutoff_us))
+        if keep_from is None:
+            latest = self._latest
+            if latest is None:
+                return 0
+            keep_from = latest + 1  # everything is older than the window
+        deleted = 0
+        while True:
+            n = await self.db.execute_write(
+                lambda conn: event_store.delete_through(conn, keep_from - 1, chunk)
+            )
+            deleted += n
+            if n < chunk:
+                break
+        self._oldest = await self.db.read(event_store.oldest_seq)
+        return deleted
