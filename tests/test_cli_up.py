@@ -57,7 +57,7 @@ def _start(data_dir: Path, base: int) -> subprocess.Popen:
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         try:
-            for port in (base, base + 1, base + 3):
+            for port in (base, base + 1, base + 2, base + 3):
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/xrpc/_health", timeout=2) as r:
                     assert r.status == 200
             return proc
@@ -94,7 +94,7 @@ def test_up_runs_the_stack_and_reuses_data(tmp_path: Path) -> None:
             token=session["accessJwt"],
         )
         assert created["uri"].startswith(f"at://{session['did']}/app.bsky.feed.post/")
-        # Jetstream, subscribed to the PDS, has turned the post into a JSON event.
+        # The relay crawled the PDS and Jetstream, subscribed to the relay, stored the events as JSON.
         deadline = time.monotonic() + 15
         status: dict = {}
         while time.monotonic() < deadline:

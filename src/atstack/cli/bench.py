@@ -102,3 +102,28 @@ def pds(
         )
     except BenchError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@bench.command("relay")
+@click.option("--dids", default=1000, show_default=True, help="Repositories in the generated stream.")
+@click.option("--events", default=20_000, show_default=True, help="Commits replayed for the ingest figure.")
+@click.option("--rate", default=2000.0, show_default=True, help="Events/s for the live latency phase.")
+@click.option("--seconds", default=5.0, show_default=True, help="Length of the live phase.")
+@click.option("--consumers", default=100, show_default=True, help="Firehose consumers during the live phase.")
+def relay(dids: int, events: int, rate: float, seconds: float, consumers: int) -> None:
+    """Validated #commit events/s, added latency p50/p99, peak RSS and fan-out of the relay."""
+    from atstack.bench.relay import run
+
+    run(dids=dids, events=events, rate=rate, seconds=seconds, consumers=consumers)
+
+
+@bench.command("jetstream")
+@click.option("--ingest-events", default=20_000, show_default=True, help="Commits converted for ingest.")
+@click.option("--subscribers", default=500, show_default=True, help="Subscribers during fan-out.")
+@click.option("--rate", default=2000.0, show_default=True, help="Upstream events/s during fan-out.")
+@click.option("--seconds", default=10.0, show_default=True, help="Length of the fan-out phase.")
+def jetstream(ingest_events: int, subscribers: int, rate: float, seconds: float) -> None:
+    """Ingest events/s per core, fan-out to many subscribers, p99 latency, CPU, RSS, compression."""
+    from atstack.bench.jetstream import run
+
+    run(ingest_events=ingest_events, subscribers=subscribers, rate=int(rate), seconds=seconds)

@@ -1,4 +1,4 @@
-"""`atstack up`: the whole stack in one process on loopback — PLC + PDS + Jetstream today (the relay as it lands).
+"""`atstack up`: the whole stack in one process on loopback — PLC, PDS, relay and Jetstream (the indexer as it lands).
 
 Ports follow DESIGN "Command line and ports": ``--port-base N`` puts PLC on N, PDS on N+1, relay on N+2,
 Jetstream on N+3 and the indexer on N+4. State lives under ``--data-dir`` (default ``./data``), one
@@ -60,20 +60,22 @@ def _admin_password(data_dir: Path, given: str | None) -> tuple[str, str]:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
 def up(data_dir: Path, host: str, port_base: int, admin_password: str | None, log_level: str) -> None:
-    """Run PLC + PDS + Jetstream together on loopback with SQLite under DATA_DIR; Ctrl-C stops everything."""
+    """Run PLC + PDS + relay + Jetstream together on loopback with SQLite under DATA_DIR; Ctrl-C stops everything."""
     from atstack.jetstream import JetstreamConfig
     from atstack.jetstream import create_app as create_jetstream
     from atstack.pds.app import create_app as create_pds
     from atstack.pds.config import PdsConfig
     from atstack.plc.app import create_app as create_plc
     from atstack.plc.config import PlcConfig
+    from atstack.relay import RelayConfig
+    from atstack.relay import create_app as create_relay
     from atstack.xrpc.logs import configure_logging
     from atstack.xrpc.service import ServiceSpec, run, serve_apps
 
     configure_logging("up", level=log_level.upper())
     data_dir = data_dir.resolve()
     password, where = _admin_password(data_dir, admin_password)
-    plc_port, pds_port = port_base, port_base + 1
+    plc_port, pds_port, relay_port = port_base, port_base + 1, port_base + 2
     plc_url = f"http://{host}:{plc_port}"
     plc_app = create_plc(PlcConfig(data_dir=data_dir / "plc", host=host, port=plc_port))
     pds_config = PdsConfig(
@@ -83,13 +85,26 @@ def up(data_dir: Path, host: str, port_base: int, admin_password: str | None, lo
         port=pds_port,
         plc_url=plc_url,
         admin_password=password,
+        crawlers=(f"http://{host}:{relay_port}",),
     )
     pds_app = create_pds(pds_config)
-    jetstream_port = port_base + 3  # port_base + 2 is the relay's; until it runs here Jetstream reads the PDS
+    relay_app = create_relay(
+        RelayConfig(
+            data_dir=data_dir / "relay",
+            host=host,
+            port=relay_port,
+            plc_url=plc_url,
+            admin_password=password,
+            crawl=(f"localhost:{pds_port}",),
+            allow_private_hosts=True,  # everything here is on loopback
+            tune_gc=False,  # the relay shares this process with the other services
+        )
+    )
+    jetstream_port = port_base + 3
     jetstream_app = create_jetstream(
         JetstreamConfig(
             data_dir=data_dir / "jetstream",
-            upstream=f"ws://{host}:{pds_port}",
+            upstream=f"ws://{host}:{relay_port}",
             host=host,
             port=jetstream_port,
         )
@@ -97,6 +112,7 @@ def up(data_dir: Path, host: str, port_base: int, admin_password: str | None, lo
     specs = [
         ServiceSpec(plc_app, host, plc_port, "plc"),
         ServiceSpec(pds_app, host, pds_port, "pds"),
+        ServiceSpec(relay_app, host, relay_port, "relay"),
         ServiceSpec(jetstream_app, host, jetstream_port, "jetstream"),
     ]
 
@@ -104,7 +120,7 @@ def up(data_dir: Path, host: str, port_base: int, admin_password: str | None, lo
         click.echo(f"atstack is up (data in {data_dir}):")
         for spec, url in started:
             click.echo(f"  {spec.name:<10} {url}")
-        click.echo(f"  firehose   ws://{host}:{pds_port}/xrpc/com.atproto.sync.subscribeRepos")
+        click.echo(f"  firehose   ws://{host}:{relay_port}/xrpc/com.atproto.sync.subscribeRepos (relay)")
         click.echo(
             f"  jetstream  ws://{host}:{jetstream_port}/subscribe?wantedCollections=app.bsky.feed.post"
         )
