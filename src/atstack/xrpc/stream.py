@@ -49,6 +49,7 @@ __all__ = ["EventLog", "EventStreamHub", "MemoryEventLog", "ws_binary_frame"]
 log = logging.getLogger("atstack.stream")
 
 _OPCODE_BINARY = 0x82  # FIN + binary
+_MAX_EMPTY_REPLAY_READS = 200  # x 10 ms: how long a published event may stay unreadable
 _REPLAY_WRITE_BYTES = 1 << 20
 _PACK_SHORT = struct.Struct("!BBH").pack
 _PACK_LONG = struct.Struct("!BBQ").pack
@@ -379,6 +380,7 @@ class EventStreamHub:
         """Send everything after ``cursor`` from the log, then join the live set. False if closed meanwhile."""
         last = cursor
         batch = self.replay_batch
+        empty_reads = 0
         while True:
             rows = await self.log.read_after(last, batch)
             if sub.closing or sub.ws.closed:
@@ -403,6 +405,12 @@ class EventStreamHub:
                 self._go_live(sub, last)
                 return True
             if not rows:
+                # Published but not yet readable (a reader's snapshot can trail the writer's commit by a
+                # moment): read again rather than go live past events this subscriber has not had.
+                empty_reads += 1
+                if empty_reads <= _MAX_EMPTY_REPLAY_READS:
+                    await asyncio.sleep(0.01)
+                    continue
                 log.warning(
                     "event log returned nothing after %d but %d was published; going live",
                     last,
@@ -410,6 +418,7 @@ class EventStreamHub:
                 )
                 self._go_live(sub, last)
                 return True
+            empty_reads = 0
 
     async def _pump(self, sub: _Subscriber) -> None:
         loop = asyncio.get_running_loop()
