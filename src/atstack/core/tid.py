@@ -124,14 +124,16 @@ class TIDClock:
         return _encode((now << 10) | self._clock_id)
 
     def next_after(self, floor: str | None) -> str:
-        """A TID greater than ``floor`` and than every earlier one (e.g. a repo's stored commit ``rev``)."""
-        if floor is not None:
-            floor_us = tid_to_timestamp_us(floor)
-            with self._lock:
-                # A higher clock id in ``floor`` at the same microsecond would still sort above ours.
-                if floor_us >= self._last_us:
-                    self._last_us = floor_us
-        return self.next()
+        """A TID greater than ``floor`` (e.g. a repo's stored commit ``rev``) and than every earlier one.
+
+        A ``floor`` ahead of this clock (an imported repo, a rev written by a faster clock) is stepped over
+        for this one answer only: moving the shared clock to it would hand every other repo revs from that
+        future too.
+        """
+        tid = self.next()
+        if floor is None or tid > floor:
+            return tid
+        return tid_from_parts(min(tid_to_timestamp_us(floor) + 1, MAX_TIMESTAMP_US), self.clock_id)
 
 
 _process_clock = TIDClock()
