@@ -15,29 +15,16 @@ frame for ``compress=true`` subscribers. The server→client frame header is the
 from __future__ import annotations
 
 import asyncio
-import struct
 from typing import Any
 
 from aiohttp import web
 
 from atstack.jetstream.filters import Filter
-from atstack.xrpc.stream import ws_binary_frame
+from atstack.xrpc.stream import ws_binary_frame, ws_text_frame
 
 __all__ = ["Subscriber", "ws_binary_frame", "ws_text_frame"]
 
 _OPCODE_TEXT = 0x81  # FIN + text
-_PACK_SHORT = struct.Struct("!BBH").pack
-_PACK_LONG = struct.Struct("!BBQ").pack
-
-
-def ws_text_frame(payload: bytes) -> bytes:
-    """One unmasked server-to-client WebSocket text frame; ``payload`` must be UTF-8 (JSON is)."""
-    n = len(payload)
-    if n < 126:
-        return bytes((_OPCODE_TEXT, n)) + payload
-    if n < 65536:
-        return _PACK_SHORT(_OPCODE_TEXT, 126, n) + payload
-    return _PACK_LONG(_OPCODE_TEXT, 127, n) + payload
 
 
 def _payload_of(wire: bytes) -> tuple[bool, bytes]:

@@ -49,20 +49,30 @@ __all__ = ["EventLog", "EventStreamHub", "MemoryEventLog", "ws_binary_frame"]
 log = logging.getLogger("atstack.stream")
 
 _OPCODE_BINARY = 0x82  # FIN + binary
+_OPCODE_TEXT = 0x81  # FIN + text
 _MAX_EMPTY_REPLAY_READS = 200  # x 10 ms: how long a published event may stay unreadable
 _REPLAY_WRITE_BYTES = 1 << 20
 _PACK_SHORT = struct.Struct("!BBH").pack
 _PACK_LONG = struct.Struct("!BBQ").pack
 
 
-def ws_binary_frame(payload: bytes) -> bytes:
-    """One unmasked, uncompressed server-to-client WebSocket binary frame (RFC 6455 §5.2)."""
+def _ws_frame(opcode: int, payload: bytes) -> bytes:
     n = len(payload)
     if n < 126:
-        return bytes((_OPCODE_BINARY, n)) + payload
+        return bytes((opcode, n)) + payload
     if n < 65536:
-        return _PACK_SHORT(_OPCODE_BINARY, 126, n) + payload
-    return _PACK_LONG(_OPCODE_BINARY, 127, n) + payload
+        return _PACK_SHORT(opcode, 126, n) + payload
+    return _PACK_LONG(opcode, 127, n) + payload
+
+
+def ws_binary_frame(payload: bytes) -> bytes:
+    """One unmasked, uncompressed server-to-client WebSocket binary frame (RFC 6455 §5.2)."""
+    return _ws_frame(_OPCODE_BINARY, payload)
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """The same as a text frame; ``payload`` must be UTF-8 (JSON is)."""
+    return _ws_frame(_OPCODE_TEXT, payload)
 
 
 def _ws_payload(wire: bytes) -> bytes:
