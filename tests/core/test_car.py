@@ -273,3 +273,17 @@ def test_bulk_reader_limits() -> None:
     with pytest.raises(CarError, match="exceeds"):
         read_car_raw(write_car(roots, [*blocks, big]), max_block_size=len(big[1]) - 1)
     assert big[0].cid_bytes in read_car_raw(write_car(roots, [*blocks, big]), max_block_size=len(big[1]))[1]
+
+
+@pytest.mark.parametrize("root", [cid_for_cbor(b"\xa0"), cid_for_raw(b"blob")])
+def test_canonical_one_root_header_shortcut_agrees_with_decoding(root: CID) -> None:
+    car = write_car([root], [(root, b"\xa0")])
+    header = encode({"roots": [root], "version": 1})
+    assert car[1 : 1 + len(header)] == header  # the shape the shortcut recognises
+    assert read_car_header(car) == ([root], 1 + len(header))
+    # one byte off in the tail (version 2) or the root's prefix is not waved through
+    bad_version = car[:58] + b"\x02" + car[59:]
+    with pytest.raises(CarError, match="version"):
+        read_car_header(bad_version)
+    odd_prefix = car[:14] + b"\x01\x72" + car[16:]  # codec 0x72: still a CID, decoded the long way
+    assert read_car_header(odd_prefix)[0][0].cid_bytes[:2] == b"\x01\x72"

@@ -10,6 +10,7 @@ from atstack.core.commit import (
     commit_unsigned_bytes,
     decode_commit,
     sign_commit,
+    unsigned_bytes_of_block,
     verify_commit,
 )
 from atstack.core.crypto import generate_private_key
@@ -88,3 +89,24 @@ def test_strict_decode_rejects() -> None:
     for raw in (b"", b"\xff", encode([1, 2]), encode(_good()) + b"\x00", b"\x00" * 20_000):
         with pytest.raises(CommitError):
             decode_commit(raw)
+
+
+@pytest.mark.parametrize("did_len", [20, 23, 24, 255, 256, 2000])
+@pytest.mark.parametrize("with_prev", [False, True])
+def test_unsigned_bytes_cut_from_block_equal_reencoding(did_len: int, with_prev: bool) -> None:
+    # DIDs of every CBOR text-head width, with and without prev: the cut bytes are the re-encoded map
+    did = "did:web:" + "a" * (did_len - 8)
+    key = generate_private_key()
+    prev = cid_for_cbor(encode({"x": 1})) if with_prev else None
+    commit, block, _cid = sign_commit(did, DATA, REV, key, prev=prev)
+    decoded = decode_commit(block)
+    assert unsigned_bytes_of_block(block, decoded) == commit_unsigned_bytes(decoded)
+    assert verify_commit(decoded, key.public_key, block)
+    assert not verify_commit(decoded, generate_private_key().public_key, block)
+
+
+def test_unsigned_bytes_of_an_unexpected_block_fall_back_to_encoding() -> None:
+    key = generate_private_key()
+    commit, _block, _cid = sign_commit(DID, DATA, REV, key)
+    # a block that is not the commit's own (here: not a 6-entry map) is never sliced
+    assert unsigned_bytes_of_block(encode({"a": 1}), commit) == commit_unsigned_bytes(commit)

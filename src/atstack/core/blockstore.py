@@ -11,7 +11,7 @@ from typing import Protocol
 
 from atstack.core.cid import CID, cid_for_cbor
 
-__all__ = ["BlockStore", "MemoryBlockStore", "MissingBlock"]
+__all__ = ["BlockStore", "HashedBlocks", "MemoryBlockStore", "MissingBlock"]
 
 
 class MissingBlock(KeyError):
@@ -65,3 +65,21 @@ class MemoryBlockStore:
 
     def items(self) -> Iterable[tuple[CID, bytes]]:
         return self.blocks.items()
+
+
+class HashedBlocks:
+    """Read-only blocks keyed by binary CID, each already checked to hash to its CID (a CAR read with
+    ``verify``). ``hashed`` tells the MST reader it need not hash them again; ``bytes`` keys hash and compare
+    in C, where :class:`CID` keys run Python-level ``__hash__``/``__eq__``."""
+
+    __slots__ = ("blocks",)
+    hashed = True
+
+    def __init__(self, blocks: dict[bytes, bytes]) -> None:
+        self.blocks = blocks
+
+    def get(self, cid: CID) -> bytes | None:
+        return self.blocks.get(cid.cid_bytes)
+
+    def has(self, cid: CID) -> bool:
+        return cid.cid_bytes in self.blocks

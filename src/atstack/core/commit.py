@@ -27,6 +27,7 @@ __all__ = [
     "commit_unsigned_bytes",
     "decode_commit",
     "sign_commit",
+    "unsigned_bytes_of_block",
     "verify_commit",
 ]
 
@@ -120,6 +121,30 @@ def decode_commit(block: bytes) -> Commit:
     return Commit(did, version, data, rev, prev, sig)
 
 
-def verify_commit(commit: Commit, public_key: PublicKey) -> bool:
-    """True iff the commit's signature is valid for ``public_key`` (64-byte low-S, over the unsigned map)."""
-    return public_key.verify(commit_unsigned_bytes(commit), commit.sig)
+def _head_len(n: int) -> int:
+    return 1 if n < 24 else 2 if n < 256 else 3 if n < 65536 else 5
+
+
+def unsigned_bytes_of_block(block: bytes, commit: Commit) -> bytes:
+    """:func:`commit_unsigned_bytes` cut out of the block ``commit`` was strictly decoded from.
+
+    The block is canonical DRISL, whose map keys sort by length then bytes: ``did``, ``rev``, ``sig``,
+    ``data``, ``prev``, ``version``. So the unsigned map is the block less its third entry, under a 5-entry
+    map head — no re-encoding. Anything unexpected falls back to encoding.
+    """
+    d, r, s = len(commit.did), len(commit.rev), len(commit.sig)  # a valid DID and TID are ASCII
+    start = 9 + _head_len(d) + d + _head_len(r) + r  # map head, "did" + value, "rev" + value
+    end = start + 4 + _head_len(s) + s
+    if block[0] == 0xA6 and block[start : start + 4] == b"csig" and len(block) > end:
+        return b"\xa5" + block[1:start] + block[end:]
+    return commit_unsigned_bytes(commit)
+
+
+def verify_commit(commit: Commit, public_key: PublicKey, block: bytes | None = None) -> bool:
+    """True iff the commit's signature is valid for ``public_key`` (64-byte low-S, over the unsigned map).
+
+    ``block``, when given, must be the block ``commit`` was decoded from by :func:`decode_commit`: the
+    signed-over bytes are then cut from it instead of re-encoded.
+    """
+    unsigned = commit_unsigned_bytes(commit) if block is None else unsigned_bytes_of_block(block, commit)
+    return public_key.verify(unsigned, commit.sig)

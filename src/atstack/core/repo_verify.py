@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from atstack.core.blockstore import MemoryBlockStore, MissingBlock
-from atstack.core.car import MAX_CAR_SIZE, CarError, CarFile, read_car, read_car_raw
+from atstack.core.blockstore import HashedBlocks, MissingBlock
+from atstack.core.car import MAX_CAR_SIZE, CarError, read_car_raw
 from atstack.core.cbor import CBORDecodeError
 from atstack.core.cbor import decode as cbor_decode
 from atstack.core.cid import CID, CODEC_DAG_CBOR
@@ -67,13 +67,6 @@ class VerifiedRepo:
             yield key.decode(), cid, raw[cid.cid_bytes]
 
 
-def _read(data: bytes | memoryview, max_size: int) -> CarFile:
-    try:
-        return read_car(data, verify=True, max_size=max_size)
-    except CarError as exc:
-        raise RepoVerifyError(f"bad CAR: {exc}") from None
-
-
 def _commit(
     roots: list[CID], lookup: Callable[[CID], bytes | None], did: str | None, public_key: PublicKey | None
 ) -> tuple[CID, Commit]:
@@ -89,7 +82,7 @@ def _commit(
         raise RepoVerifyError(f"bad commit: {exc}") from None
     if did is not None and commit.did != did:
         raise RepoVerifyError(f"commit is for {commit.did}, expected {did}")
-    if public_key is not None and not verify_commit(commit, public_key):
+    if public_key is not None and not verify_commit(commit, public_key, block):
         raise RepoVerifyError(f"commit signature does not verify with {public_key.did_key()}")
     return commit_cid, commit
 
@@ -243,32 +236,37 @@ def verify_commit_slice(
     when ``prev_data`` is given, inverting the ops yields it. The caller still compares the event's
     ``repo``/``rev``/``commit`` fields with the returned commit and its CID (``roots[0]``).
     """
-    car = _read(car_slice, max_size)
-    _cid, commit = _commit(car.roots, car.blocks.get, did, public_key)
+    try:
+        roots, blocks = read_car_raw(car_slice, verify=True, max_size=max_size)
+    except CarError as exc:
+        raise RepoVerifyError(f"bad CAR: {exc}") from None
+    _cid, commit = _commit(roots, lambda cid: blocks.get(cid.cid_bytes), did, public_key)
     ops = list(ops)
-    store = MemoryBlockStore(car.blocks)
     if not ops:  # an empty commit (rev bump): nothing to prove beyond an unchanged tree
         if prev_data is not None and prev_data != commit.data:
             raise RepoVerifyError("empty commit changes the MST root")
         return commit
+    for op in ops:
+        if op.cid is not None and op.cid.cid_bytes not in blocks:
+            raise RepoVerifyError(f"{op.action} {op.path}: record block is missing from the slice")
+    store = HashedBlocks(blocks)
     try:
+        if prev_data is not None:
+            # Inversion checks each op against the tree it claims to have produced on the way.
+            before = invert_ops(store, commit.data, ops)
+            if before != prev_data:
+                raise RepoVerifyError(
+                    f"inverting the ops gives {before.encode()}, not prevData {prev_data.encode()}"
+                )
+            return commit
         tree = MST.load(store, commit.data)
         for op in ops:
             current = tree.get(op.path)
             if op.action == "delete":
                 if current is not None:
                     raise RepoVerifyError(f"deleted path {op.path} is still in the tree")
-                continue
-            if current != op.cid:
+            elif current != op.cid:
                 raise RepoVerifyError(f"{op.action} {op.path}: tree holds {current and current.encode()}")
-            if op.cid not in car.blocks:
-                raise RepoVerifyError(f"{op.action} {op.path}: record block is missing from the slice")
-        if prev_data is not None:
-            before = invert_ops(store, commit.data, ops)
-            if before != prev_data:
-                raise RepoVerifyError(
-                    f"inverting the ops gives {before.encode()}, not prevData {prev_data.encode()}"
-                )
     except MSTError as exc:
         raise RepoVerifyError(f"bad MST proof: {exc}") from None
     except MissingBlock as exc:

@@ -206,14 +206,19 @@ def _is_node_link(cid: object) -> bool:
     return len(raw) == 36 and raw[:4] == _DAG_PFX
 
 
-def decode_node(cid: CID, data: bytes, level: int | None) -> Node:
+def decode_node(cid: CID, data: bytes, level: int | None, *, hashed: bool = False) -> Node:
     """Strictly decode an untrusted node block expected at ``level`` (``None``: the root, level from keys).
 
-    Raises :class:`MSTError` for anything that is not a canonical, well-formed MST node.
+    Raises :class:`MSTError` for anything that is not a canonical, well-formed MST node. With ``hashed`` the
+    caller vouches that ``data`` hashes to ``cid`` (it came from a verified CAR); the CID's shape is still
+    checked.
     """
     if len(data) > MAX_BLOCK_SIZE:
         raise MSTError(f"MST node block of {len(data)} bytes is too large")
-    if _DAG_PFX + _sha256(data).digest() != cid.cid_bytes:
+    if hashed:
+        if not _is_node_link(cid):
+            raise MSTError(f"MST link {cid.encode()} is not a blessed dag-cbor CID")
+    elif _DAG_PFX + _sha256(data).digest() != cid.cid_bytes:
         raise MSTError(f"block does not hash to {cid.encode()} (or the CID is not a blessed dag-cbor CID)")
     level, keys, vals, subs = parse_node(data, level)
     return Node(level, tuple(keys), tuple(vals), tuple(subs), cid, data, True)
@@ -339,7 +344,7 @@ def check_key_syntax(keys: list[bytes]) -> None:
 
 # ---- cache of checked nodes, shared by all trees (a CID names one content, checked on first read) ----
 
-_cache: dict[CID, Node] = {}
+_cache: dict[bytes, Node] = {}  # by binary CID: bytes hash in C, CID objects in Python
 _cache_limit = 65536
 
 
@@ -356,10 +361,10 @@ def clear_node_cache() -> None:
 
 def cached_node(cid: CID) -> Node | None:
     """The checked node of ``cid`` if the cache holds it (for readers of blocks they know are present)."""
-    return _cache.get(cid)
+    return _cache.get(cid.cid_bytes)
 
 
-def _remember(cid: CID, node: Node) -> None:
+def _remember(cid: bytes, node: Node) -> None:
     if len(_cache) >= _cache_limit:
         if _cache_limit <= 0:
             return
@@ -372,7 +377,8 @@ def _remember(cid: CID, node: Node) -> None:
 
 
 def _read(store: BlockStore, cid: CID, level: int | None) -> Node:
-    node = _cache.get(cid)
+    raw = cid.cid_bytes
+    node = _cache.get(raw)
     if node is not None and (level is None or node.level == level):
         if not store.has(cid):
             raise MissingBlock(cid)
@@ -383,8 +389,8 @@ def _read(store: BlockStore, cid: CID, level: int | None) -> Node:
     if node is not None and node.keys:
         raise MSTError(f"MST node {cid.encode()} of level {node.level} found where level {level} belongs")
     # An empty intermediate node's level comes from its position, so it is decoded per level.
-    node = decode_node(cid, data, level)
-    _remember(cid, node)
+    node = decode_node(cid, data, level, hashed=getattr(store, "hashed", False))
+    _remember(raw, node)
     return node
 
 
