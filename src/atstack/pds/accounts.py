@@ -10,7 +10,8 @@ PDS's account manager and ``createAccount``:
   operation (handle, PDS endpoint, signing key; the client's ``recoveryKey`` first among the rotation keys)
   is submitted to the PLC directory, then account, first commit, session and the events ``#identity``,
   ``#account`` (active), ``#commit`` are written in one transaction;
-* status changes emit ``#account``; reactivation emits ``#account`` (active), ``#identity`` and a ``#sync``
+* status changes emit ``#account``; lifting a takedown restores the status from before it (deactivated
+  stays deactivated); reactivation emits ``#account`` (active), ``#identity`` and a ``#sync``
   of the current commit, as the reference does; deletion removes every row and blob file of the account
   and emits ``#account`` with status ``deleted``.
 """
@@ -229,19 +230,22 @@ class AccountManager:
 
         await self.ctx.sequencer.transact(write)
 
-    async def set_takedown(self, did: str, takedown_ref: str | None) -> None:
-        """Take down (or restore) an account: the admin helper's entry point; emits ``#account``."""
+    async def set_takedown(self, did: str, takedown_ref: str | None) -> str | None:
+        """Take down (or restore) an account: the admin helper's entry point; emits ``#account`` with the
+        status that results. Restoring returns the account to its state before the takedown (a deactivated
+        account stays deactivated). Returns the new status (None: active)."""
 
-        def write(conn: sqlite3.Connection, events: EventBatch) -> None:
+        def write(conn: sqlite3.Connection, events: EventBatch) -> str | None:
             if not accounts.set_takedown(conn, did, takedown_ref):
                 raise InvalidRequestError("Account not found", "AccountNotFound")
             if takedown_ref is not None:
                 sessions.revoke_refresh_tokens_for(conn, did)
-                self.ctx.sequencer.append_account(conn, events, did, False, "takendown")
-            else:
-                self.ctx.sequencer.append_account(conn, events, did, True, None)
+            account = accounts.get_account(conn, did)
+            assert account is not None
+            self.ctx.sequencer.append_account(conn, events, did, account.status is None, account.status)
+            return account.status
 
-        await self.ctx.sequencer.transact(write)
+        return await self.ctx.sequencer.transact(write)
 
     async def emit_identity(self, did: str, handle: str | None) -> None:
         """Sequence an ``#identity`` event (handle change, DID document update)."""

@@ -2,10 +2,10 @@
 
 ``create_app(config)`` builds the :class:`~atstack.pds.context.PdsContext`, lets every handler module
 register its routes (:func:`atstack.pds.handlers.register_all`) and returns the aiohttp application. On
-startup: data directories, the JWT secret, the database (migrated), the sequencer and the
-``subscribeRepos`` hub, the HTTP session and identity clients; then relays are asked to crawl us. On
-shutdown the event streams close first (router shutdown hook), in-flight writes finish, then the
-clients and the database close.
+startup: data directories, the JWT secret, the database (migrated), the sequencer (with its event-log trim
+task) and the ``subscribeRepos`` hub, the HTTP session and identity clients; then relays are asked to crawl
+us. On shutdown the event streams close first (router shutdown hook), the background tasks (event-log trim,
+blob GC) stop, in-flight writes finish, then the clients and the database close.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from atstack.identity import DidResolver, HandleResolver, PlcClient
 from atstack.lexicons import bundled_lexicons
 from atstack.pds.accounts import AccountManager
 from atstack.pds.auth import AuthVerifier
-from atstack.pds.blob_gc import start_blob_gc
+from atstack.pds.blob_gc import blob_gc, start_blob_gc
 from atstack.pds.blobstore import BlobStore
 from atstack.pds.config import PdsConfig
 from atstack.pds.context import PdsContext
@@ -117,6 +117,7 @@ async def _lifecycle(ctx: PdsContext) -> AsyncIterator[None]:
     ctx._db = db
     sequencer = Sequencer(db, config.clock)
     await sequencer.load()
+    sequencer.start_trimming(config.event_retention, config.event_trim_interval)
     hub = EventStreamHub(sequencer, metrics=ctx.router.metrics)
     sequencer.attach(hub)
     ctx._sequencer = sequencer
@@ -137,6 +138,8 @@ async def _lifecycle(ctx: PdsContext) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await sequencer.stop_trimming()
+        await blob_gc(ctx).stop()
         await sequencer.wait_idle()
         await ctx.crawlers.close()
         await ctx.handle_resolver.close()

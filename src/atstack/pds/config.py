@@ -12,7 +12,8 @@ password also reads ``ATSTACK_ADMIN_PASSWORD`` (DESIGN "Command line and ports")
 
 The JWT secret, when not given, is generated once and kept in ``<data_dir>/jwt_secret`` (mode 0600), so
 sessions survive restarts. ``clock`` is the service's notion of "now" in Unix seconds (token expiry,
-timestamps); tests pass one they can move.
+timestamps); tests pass one they can move. ``event_retention`` bounds the ``subscribeRepos`` replay window:
+older events are trimmed every ``event_trim_interval`` seconds (:meth:`atstack.pds.sequencer.Sequencer.trim`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 __all__ = [
     "ACCESS_TOKEN_TTL",
     "DEFAULT_BLOB_LIMIT",
+    "DEFAULT_EVENT_RETENTION",
     "DEFAULT_JSON_LIMIT",
     "DEFAULT_PORT",
     "REFRESH_TOKEN_TTL",
@@ -39,6 +41,10 @@ DEFAULT_BLOB_LIMIT = 5 * 1024 * 1024  # the reference PDS's default upload limit
 DEFAULT_JSON_LIMIT = 150 * 1024  # the reference's JSON body limit (a record over it cannot arrive as JSON)
 ACCESS_TOKEN_TTL = 2 * 3600  # the reference's 120 minutes
 REFRESH_TOKEN_TTL = 90 * 86400
+# How long the event log keeps an event for cursor replay. The reference PDS replays up to 24 h by default
+# (``repoBackfillLimitMs``); relays keep about 72 h, and a consumer that was down a weekend should not
+# have to resync from our repos: 72 h.
+DEFAULT_EVENT_RETENTION = 72 * 3600.0
 
 
 def load_or_create_secret(path: Path) -> str:
@@ -88,6 +94,8 @@ class PdsConfig:
     rate_limits: bool = True
     blob_temp_ttl: float = 6 * 3600  # uploads no record references are deleted after this (spec: ≥ 1 h)
     blob_gc_interval: float = 600
+    event_retention: float = DEFAULT_EVENT_RETENTION  # firehose events older than this are trimmed
+    event_trim_interval: float = 600  # how often the trim runs (seconds)
     clock: Callable[[], float] = field(default=time.time)
 
     def __post_init__(self) -> None:
@@ -109,6 +117,8 @@ class PdsConfig:
         )
         if self.blob_upload_limit < 1:
             raise ValueError("blob_upload_limit must be positive")
+        if self.event_retention <= 0 or self.event_trim_interval <= 0:
+            raise ValueError("event_retention and event_trim_interval must be positive")
 
     @property
     def dev(self) -> bool:

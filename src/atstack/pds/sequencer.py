@@ -8,12 +8,16 @@ to the :class:`~atstack.xrpc.stream.EventStreamHub`, in seq order; a rolled-back
 
 The transaction and the publish step run in a task shielded from the caller, so a client that disconnects
 mid-write cannot leave a committed event unpublished (which would stall every later event). The sequencer
-is also the hub's :class:`~atstack.xrpc.stream.EventLog` (cursor replay reads ``repo_seq``).
+is also the hub's :class:`~atstack.xrpc.stream.EventLog` (cursor replay reads ``repo_seq``), and it keeps
+that log to a time window: :meth:`Sequencer.trim` (run periodically by :meth:`Sequencer.start_trimming`)
+deletes events older than ``PdsConfig.event_retention``; a cursor from before the window then gets the
+hub's ``#info OutdatedCursor`` and the whole window.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -34,6 +38,7 @@ log = logging.getLogger("atstack.pds.sequencer")
 
 T = TypeVar("T")
 EventBatch = list[tuple[int, bytes]]
+_TRIM_BATCH = 10_000  # events deleted per write transaction: other writes wait for one batch at most
 
 
 def _forget(task: asyncio.Task[object]) -> None:
@@ -54,6 +59,7 @@ class Sequencer:
         self._pending: dict[int, bytes] = {}
         self._filling = False
         self._tasks: set[asyncio.Task[object]] = set()
+        self._trimmer: asyncio.Task[None] | None = None
         self.on_committed: Callable[[], None] | None = None  # e.g. tell relays to crawl us
 
     async def load(self) -> None:
@@ -65,6 +71,65 @@ class Sequencer:
     async def refresh_oldest(self) -> None:
         """Re-read the lowest retained seq (after events were trimmed or an account's were dropped)."""
         self._oldest = await self.db.read(seq_store.oldest_seq)
+
+    # --- retention ------------------------------------------------------------------------------------
+
+    async def trim(self, retention: float) -> int:
+        """Delete the events sequenced more than ``retention`` seconds ago; returns how many went.
+
+        The newest event always stays, so the log keeps its lower bound and a cursor below it gets
+        ``#info OutdatedCursor`` from the hub instead of a silent gap. The new lower bound is published
+        (:meth:`oldest_seq`) before any row goes: a subscriber arriving mid-trim is told, too.
+        """
+        cutoff = iso_time(self.clock() - retention)
+
+        def bounds(conn: sqlite3.Connection) -> tuple[int | None, int | None]:
+            return seq_store.first_seq_since(conn, cutoff), seq_store.newest_seq(conn)
+
+        keep_from, newest = await self.db.read(bounds)
+        if newest is None:
+            return 0
+        keep_from = newest if keep_from is None else min(keep_from, newest)
+        if self._oldest is not None and keep_from <= self._oldest:
+            return 0
+        self._oldest = keep_from
+        removed = 0
+        while True:
+            batch = await self.db.execute_write(
+                lambda conn: seq_store.delete_events_below(conn, keep_from, _TRIM_BATCH)
+            )
+            removed += batch
+            if batch < _TRIM_BATCH:
+                break
+        await self.refresh_oldest()
+        return removed
+
+    def start_trimming(self, retention: float, interval: float) -> None:
+        """Run :meth:`trim` now and then every ``interval`` seconds, until :meth:`stop_trimming`."""
+        if self._trimmer is None or self._trimmer.done():
+            loop = asyncio.get_running_loop()
+            self._trimmer = loop.create_task(self._trim_loop(retention, interval), name="event-trim")
+
+    async def stop_trimming(self) -> None:
+        task, self._trimmer = self._trimmer, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _trim_loop(self, retention: float, interval: float) -> None:
+        while True:
+            try:
+                removed = await self.trim(retention)
+                if removed:
+                    log.info(
+                        "trimmed %d events older than %g h from the event log", removed, retention / 3600
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event log trim failed")
+            await asyncio.sleep(interval)
 
     # --- EventLog -------------------------------------------------------------------------------------
 

@@ -272,7 +272,8 @@ def register(router: XRPCRouter, ctx: PdsContext) -> None:
                 out = {
                     "subject": {"$type": REPO_REF, "did": account.did},
                     "takedown": _status_attr(account.takedown_ref),
-                    "deactivated": {"applied": account.status == "deactivated"},
+                    # deactivation outlives a takedown (restoring one leaves the account deactivated)
+                    "deactivated": {"applied": account.deactivated_at is not None},
                 }
         else:
             raise InvalidRequestError("No provided subject")

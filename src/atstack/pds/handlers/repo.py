@@ -11,7 +11,8 @@ reference PDS:
   ``deleteRecord`` of a missing record change nothing and omit ``commit``;
 * ``applyWrites`` takes at most 200 writes and applies all or none;
 * reads of an inactive or unknown account's records answer as the reference does ("Could not locate
-  record" / "Could not find repo").
+  record" / "Could not find repo"); a record the admin took down (``updateSubjectStatus`` with a
+  ``strongRef``) is 400 ``RecordNotFound`` on ``getRecord`` and left out of ``listRecords`` until restored.
 
 Record preparation is :mod:`atstack.pds.records`; the write path is :mod:`atstack.pds.repo_writer`.
 """
@@ -240,7 +241,9 @@ def register(router: XRPCRouter, ctx: PdsContext) -> None:
         did = account.did
         uri = f"at://{did}/{collection}/{rkey}"
         # two primary-key lookups: cheaper on this thread than a hop to a reader thread
-        found = ctx.db.read_now(lambda conn: repo_store.get_record(conn, did, collection, rkey))
+        found = ctx.db.read_now(
+            lambda conn: repo_store.get_record(conn, did, collection, rkey, include_taken_down=False)
+        )
         want = optional_cid(p.get("cid"), "cid")
         if found is None or (want is not None and found[0] != want):
             raise InvalidRequestError(f"Could not locate record: {uri}", "RecordNotFound")

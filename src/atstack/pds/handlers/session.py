@@ -12,6 +12,7 @@ rate-limited per identifier (30 / 5 min, 300 / day).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
@@ -55,15 +56,17 @@ def _session_body(account: accounts.Account) -> dict[str, Any]:
     return body
 
 
-def _check_app_password(did: str, password: str, stored: list[app_passwords.AppPassword]) -> str | None:
-    """The scope of the app password ``password`` matches (hashing once: its salt is per account)."""
+def _check_app_password(
+    did: str, password: str, stored: list[app_passwords.AppPassword]
+) -> app_passwords.AppPassword | None:
+    """The app password ``password`` is, if any (hashing once: its salt is per account, not per password).
+
+    scrypt: call it in a worker thread (``asyncio.to_thread``), as every password hash is.
+    """
     if not stored:
         return None
     hashed = hash_app_password(did, password)
-    for ap in stored:
-        if ap.password_scrypt == hashed:
-            return SCOPE_APP_PASS_PRIVILEGED if ap.privileged else SCOPE_APP_PASS
-    return None
+    return next((ap for ap in stored if hmac.compare_digest(ap.password_scrypt, hashed)), None)
 
 
 def register(router: XRPCRouter, ctx: PdsContext) -> None:
@@ -101,21 +104,22 @@ def register(router: XRPCRouter, ctx: PdsContext) -> None:
         account, app_pws = await ctx.db.read(lookup)
         if account is None:
             raise AuthRequiredError(_ACCOUNT_NOT_FOUND)
+        # scrypt (tens of ms each) runs in worker threads, at most MAX_CONCURRENT_HASHES at once
         scope: str | None = None
+        app_name: str | None = None
         if account.password_scrypt and await asyncio.to_thread(
             verify_password, password, account.password_scrypt
         ):
             scope = SCOPE_ACCESS
         else:
-            scope = await asyncio.to_thread(_check_app_password, account.did, password, app_pws)
+            app_pw = await asyncio.to_thread(_check_app_password, account.did, password, app_pws)
+            if app_pw is not None:
+                scope = SCOPE_APP_PASS_PRIVILEGED if app_pw.privileged else SCOPE_APP_PASS
+                app_name = app_pw.name
         if scope is None:
             raise AuthRequiredError(_ACCOUNT_NOT_FOUND)
         if account.status == "takendown":
             raise AuthRequiredError("Account has been taken down", "AccountTakedown")
-        app_name = None
-        if scope != SCOPE_ACCESS:
-            hashed = await asyncio.to_thread(hash_app_password, account.did, password)
-            app_name = next((a.name for a in app_pws if a.password_scrypt == hashed), None)
         tokens = auth.create_tokens(account.did, scope)
         await ctx.db.execute_write(
             lambda conn: sessions.insert_refresh_token(

@@ -9,7 +9,9 @@ Behaviour anchored on the reference PDS:
 * ``getRepo`` answers a CAR (``application/vnd.ipld.car``) rooted at the current commit: the whole repo in
   the preferred order (commit, then MST pre-order with records interleaved), or with ``since`` only the
   blocks written by commits after that rev; ``getRecord`` answers the record's inclusion (or absence)
-  proof as a CAR; ``getBlocks`` the requested blocks (all must exist);
+  proof as a CAR — a record the admin took down is 400 ``RecordNotFound`` to anyone but the admin, as
+  ``repo.getRecord`` answers (the whole-repo exports still carry its block: the repo stays verifiable);
+  ``getBlocks`` the requested blocks (all must exist);
 * ``listRepos`` pages by DID (limit 1–1000, default 500) with each repo's head, rev and status;
 * ``subscribeRepos`` is served by the event hub from the sequencer's log (cursor rules in
   :mod:`atstack.xrpc.stream`).
@@ -28,7 +30,7 @@ from atstack.core.repo import Repo
 from atstack.pds.auth import Credentials
 from atstack.pds.handlers._util import optional_cid, repo_unavailable
 from atstack.pds.repo_writer import DbBlockStore
-from atstack.pds.store import accounts
+from atstack.pds.store import account_admin, accounts
 from atstack.pds.store import repo as repo_store
 from atstack.xrpc.errors import InvalidRequestError
 from atstack.xrpc.request import XRPCRequest, XRPCResponse
@@ -103,10 +105,16 @@ def register(router: XRPCRouter, ctx: PdsContext) -> None:
         if not isinstance(collection, str) or not isinstance(rkey, str):
             raise InvalidRequestError("collection and rkey are required")
 
+        admin = req.auth.is_admin
+
         def proof(conn: sqlite3.Connection) -> bytes | None:
             head = repo_store.get_root(conn, did)
             if head is None:
                 return None
+            if not admin:
+                state = account_admin.get_record_takedown(conn, did, collection, rkey)
+                if state is not None and state[1] is not None:
+                    return None  # taken down: served to the admin only
             repo = Repo.load(DbBlockStore(conn, did), head[0])
             if repo.get_record_cid(collection, rkey) is None:
                 return None

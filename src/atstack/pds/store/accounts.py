@@ -156,10 +156,15 @@ def set_status(
 
 
 def set_takedown(conn: sqlite3.Connection, did: str, takedown_ref: str | None) -> bool:
-    """Take down (``takedown_ref`` set) or restore an account; status follows."""
-    status = "takendown" if takedown_ref is not None else None
+    """Take down (``takedown_ref`` set) or restore an account; status follows.
+
+    A takedown leaves ``deactivated_at`` alone, so restoring one puts the account back where it was:
+    ``deactivated`` if its owner (or the admin) had deactivated it, else active.
+    """
     cur = conn.execute(
-        "UPDATE account SET takedown_ref = ?, status = ? WHERE did = ?", (takedown_ref, status, did)
+        "UPDATE account SET takedown_ref = ?1, status = CASE WHEN ?1 IS NOT NULL THEN 'takendown' "
+        "WHEN deactivated_at IS NOT NULL THEN 'deactivated' ELSE NULL END WHERE did = ?2",
+        (takedown_ref, did),
     )
     return cur.rowcount > 0
 

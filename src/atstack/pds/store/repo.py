@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 RecordRow = tuple[str, bytes, bytes]  # (rkey, cid bytes, block)
+_IN_CHUNK = 500  # bound variables per IN list (SQLite allows 32,766; short lists plan and bind fast)
 
 
 def get_root(conn: sqlite3.Connection, did: str) -> tuple[CID, str] | None:
@@ -109,11 +110,18 @@ def delete_repo(conn: sqlite3.Connection, did: str) -> None:
 # --- records index -----------------------------------------------------------------------------------
 
 
-def get_record(conn: sqlite3.Connection, did: str, collection: str, rkey: str) -> tuple[CID, bytes] | None:
-    """``(cid, block)`` of the record at ``collection/rkey``, or None."""
+def get_record(
+    conn: sqlite3.Connection, did: str, collection: str, rkey: str, *, include_taken_down: bool = True
+) -> tuple[CID, bytes] | None:
+    """``(cid, block)`` of the record at ``collection/rkey``, or None.
+
+    Writes see every record; the public reads pass ``include_taken_down=False``, so a record an admin took
+    down (``record.takedown_ref``) is not found, as the reference PDS answers.
+    """
+    hidden = "" if include_taken_down else " AND r.takedown_ref IS NULL"
     row = conn.execute(
         "SELECT r.cid, b.content FROM record r JOIN repo_block b ON b.did = r.did AND b.cid = r.cid "
-        "WHERE r.did = ? AND r.collection = ? AND r.rkey = ?",
+        f"WHERE r.did = ? AND r.collection = ? AND r.rkey = ?{hidden}",
         (did, collection, rkey),
     ).fetchone()
     return (CID(row[0]), row[1]) if row is not None else None
@@ -123,7 +131,8 @@ def list_records(
     conn: sqlite3.Connection, did: str, collection: str, *, limit: int, cursor: str | None, reverse: bool
 ) -> list[RecordRow]:
     """Records of one collection with their blocks: newest rkey first by default (the reference order),
-    ascending with ``reverse``; ``cursor`` is the last rkey of the previous page (exclusive)."""
+    ascending with ``reverse``; ``cursor`` is the last rkey of the previous page (exclusive). Taken-down
+    records are left out (the page still holds up to ``limit`` records)."""
     if reverse:
         where, order = "r.rkey > ?", "ASC"
         bound = cursor if cursor is not None else ""
@@ -132,7 +141,8 @@ def list_records(
         bound = cursor if cursor is not None else "\U0010ffff"
     rows = conn.execute(
         "SELECT r.rkey, r.cid, b.content FROM record r JOIN repo_block b ON b.did = r.did AND b.cid = r.cid "
-        f"WHERE r.did = ? AND r.collection = ? AND {where} ORDER BY r.rkey {order} LIMIT ?",
+        f"WHERE r.did = ? AND r.collection = ? AND {where} AND r.takedown_ref IS NULL "
+        f"ORDER BY r.rkey {order} LIMIT ?",
         (did, collection, bound, limit),
     ).fetchall()
     return [(r[0], r[1], r[2]) for r in rows]
@@ -172,13 +182,18 @@ def delete_records(conn: sqlite3.Connection, did: str, paths: Iterable[tuple[str
 
 
 def record_cids_in_use(conn: sqlite3.Connection, did: str, cids: Iterable[CID]) -> set[CID]:
-    """Those of ``cids`` that some record of the account still points to."""
+    """Those of ``cids`` that some record of the account still points to: one indexed ``IN`` query per
+    :data:`_IN_CHUNK` CIDs (a commit that drops many blocks asks once, not once per block)."""
+    wanted = {bytes(c): c for c in cids}
+    keys = list(wanted)
     used: set[CID] = set()
-    for cid in cids:
-        if conn.execute(
-            "SELECT 1 FROM record WHERE did = ? AND cid = ? LIMIT 1", (did, bytes(cid))
-        ).fetchone():
-            used.add(cid)
+    for start in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[start : start + _IN_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT DISTINCT cid FROM record WHERE did = ? AND cid IN ({marks})", (did, *chunk)
+        ).fetchall()
+        used.update(wanted[row[0]] for row in rows)
     return used
 
 

@@ -4,6 +4,7 @@
 are trimmed. :func:`append_event` reads the next seq, asks the caller to build the frame for it (the
 frame embeds its own seq and time) and inserts the row — inside the caller's transaction, so an event is
 committed together with the change it describes, and a rolled-back change leaves no event and no gap.
+Retention trims the oldest events by time (:func:`first_seq_since`, :func:`delete_events_below`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from collections.abc import Callable
 __all__ = [
     "append_event",
     "delete_account_events",
-    "delete_events_before",
+    "delete_events_below",
+    "first_seq_since",
     "latest_seq",
+    "newest_seq",
     "oldest_seq",
     "read_after",
 ]
@@ -55,11 +58,28 @@ def oldest_seq(conn: sqlite3.Connection) -> int | None:
     return conn.execute("SELECT min(seq) FROM repo_seq").fetchone()[0]
 
 
-def delete_events_before(conn: sqlite3.Connection, sequenced_before: str, limit: int = 10_000) -> int:
-    """Trim events older than a timestamp (retention), at most ``limit`` per call."""
+def first_seq_since(conn: sqlite3.Connection, sequenced_at: str) -> int | None:
+    """The lowest seq sequenced at or after ``sequenced_at`` (None: every event is older).
+
+    Walks the log in seq order from its start and stops at the first recent event, so the cost is the
+    number of older events: the ones a retention trim is about to delete.
+    """
+    row = conn.execute(
+        "SELECT seq FROM repo_seq WHERE sequenced_at >= ? ORDER BY seq LIMIT 1", (sequenced_at,)
+    ).fetchone()
+    return row[0] if row is not None else None
+
+
+def newest_seq(conn: sqlite3.Connection) -> int | None:
+    """The highest seq still in the log (None when it is empty)."""
+    return conn.execute("SELECT max(seq) FROM repo_seq").fetchone()[0]
+
+
+def delete_events_below(conn: sqlite3.Connection, seq: int, limit: int = 10_000) -> int:
+    """Delete up to ``limit`` of the oldest events with a seq below ``seq`` (retention); returns how many."""
     return conn.execute(
-        "DELETE FROM repo_seq WHERE seq IN (SELECT seq FROM repo_seq WHERE sequenced_at < ? ORDER BY seq LIMIT ?)",
-        (sequenced_before, limit),
+        "DELETE FROM repo_seq WHERE seq IN (SELECT seq FROM repo_seq WHERE seq < ? ORDER BY seq LIMIT ?)",
+        (seq, limit),
     ).rowcount
 
 
