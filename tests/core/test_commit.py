@@ -100,6 +100,7 @@ def test_unsigned_bytes_cut_from_block_equal_reencoding(did_len: int, with_prev:
     prev = cid_for_cbor(encode({"x": 1})) if with_prev else None
     commit, block, _cid = sign_commit(did, DATA, REV, key, prev=prev)
     decoded = decode_commit(block)
+    assert decoded == commit
     assert unsigned_bytes_of_block(block, decoded) == commit_unsigned_bytes(decoded)
     assert verify_commit(decoded, key.public_key, block)
     assert not verify_commit(decoded, generate_private_key().public_key, block)

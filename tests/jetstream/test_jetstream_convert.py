@@ -49,7 +49,8 @@ def test_commit_ops_become_events_with_json_records() -> None:
     assert [e.kind for e in out] == [KIND_COMMIT] * 3
     assert [e.collection for e in out] == ["app.bsky.feed.like", "app.bsky.feed.like", "app.bsky.feed.post"]
     first = orjson.loads(out[0].data)
-    assert list(first) == ["did", "time_us", "kind", "commit"]
+    assert list(first) == ["did", "time_us", "cursor", "kind", "commit"]
+    assert first["cursor"] == first["time_us"] == 100  # the seq the current reference adds; ours is time_us
     assert first["commit"] == {
         "rev": REV,
         "operation": "create",
@@ -94,7 +95,7 @@ def test_identity_account_sync_and_info() -> None:
     ident = conv.convert(IdentityEvent(seq=3, did=DID, time=TIME, handle="alice.test"))[0]
     assert ident.kind == KIND_IDENTITY and ident.did == DID and ident.collection == ""
     assert orjson.loads(ident.data) == {
-        "did": DID, "time_us": 1_700_000_000_000_000, "kind": "identity",
+        "did": DID, "time_us": 1_700_000_000_000_000, "cursor": 1_700_000_000_000_000, "kind": "identity",
         "identity": {"did": DID, "handle": "alice.test", "seq": 3, "time": TIME},
     }  # fmt: skip
     no_handle = orjson.loads(conv.convert(IdentityEvent(seq=4, did=DID, time=TIME))[0].data)

@@ -21,7 +21,8 @@ async def test_commit_events_match_writes(http: aiohttp.ClientSession, pds: Pds,
         assert c["commit"]["collection"] == POST
         assert w["uri"].endswith("/" + c["commit"]["rkey"])
         assert c["commit"]["record"]["$type"] == POST
-        assert list(c) == ["did", "time_us", "kind", "commit"]
+        assert list(c) == ["did", "time_us", "cursor", "kind", "commit"]
+        assert c["cursor"] == c["time_us"]
     times = [e["time_us"] for e in stream.events]
     assert times == sorted(times) and len(set(times)) == len(times)
     kinds = [e["kind"] for e in stream.events]

@@ -101,7 +101,9 @@ def test_did_cap_counts_unique_dids() -> None:
         ("abc", 0),
         ("1.5", 0),
         (str(2**32), 0),
-        (" 7 ", 7),
+        (" 7 ", 0),  # Go's strconv.Atoi does not trim: malformed, so no cap
+        ("+7", 7),
+        ("-0", 0),
     ],
 )
 def test_max_message_size_query_coercion(raw: str | None, expected: int) -> None:

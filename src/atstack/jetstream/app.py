@@ -47,9 +47,15 @@ class JetstreamService:
             self.store, metrics, max_outbox_bytes=config.max_outbox_bytes, clock=config.clock
         )
         self.endpoint = SubscribeEndpoint(
-            self.fanout, metrics, heartbeat=config.heartbeat, max_subscribers=config.max_subscribers
+            self.fanout,
+            metrics,
+            heartbeat=config.heartbeat,
+            max_subscribers=config.max_subscribers,
+            retention_us=config.retention_us,
         )
-        self.v2 = SubscribeEventsEndpoint(self.fanout, metrics, heartbeat=config.heartbeat)
+        self.v2 = SubscribeEventsEndpoint(
+            self.fanout, metrics, heartbeat=config.heartbeat, retention_us=config.retention_us
+        )
         self.consumer: UpstreamConsumer | None = None
         self._retention: asyncio.Task[None] | None = None
         self.ready = False
@@ -132,6 +138,11 @@ class JetstreamService:
 
 JETSTREAM: web.AppKey[JetstreamService] = web.AppKey("atstack.jetstream.service", JetstreamService)
 
+# The reference (Go net/http) reads up to 1 MB of request line and headers. aiohttp's default request-line
+# limit (8190 bytes) refuses a query string with more than ~180 ``wantedDids``, far below the 10,000 the
+# v1 wire allows (10,000 did:plc parameters are ~450 KB).
+MAX_REQUEST_LINE = 1 << 20
+
 
 def create_app(config: JetstreamConfig) -> web.Application:
     """The Jetstream service as an aiohttp app; ``config.data_dir`` is created on startup if missing."""
@@ -147,6 +158,8 @@ def create_app(config: JetstreamConfig) -> web.Application:
     service.v2.mount(router)
     router.add_shutdown_hook(service.close_streams)
     app = router.create_app()
+    # aiohttp takes server options only at Application(); the attribute is the one it reads them from.
+    app._handler_args = {**(app._handler_args or {}), "max_line_size": MAX_REQUEST_LINE}
     app[JETSTREAM] = service
     app.router.add_route("*", "/subscribe", service.endpoint.subscribe)
 

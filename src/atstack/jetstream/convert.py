@@ -2,11 +2,13 @@
 
 Spec: checklist §13 (v1 wire shape), §6 (the upstream messages). One ``#commit`` becomes one event per op:
 
-``{"did","time_us","kind":"commit","commit":{"rev","operation","collection","rkey","record","cid"}}``
+``{"did","time_us","cursor","kind":"commit","commit":{"rev","operation","collection","rkey","record","cid"}}``
 (``record``/``cid`` absent on delete; ``record`` is the JSON data model: ``$link``/``$bytes``). ``#identity``
-becomes ``{"did","time_us","kind":"identity","identity":{"did","handle"?,"seq","time"}}``, ``#account``
-``{"did","time_us","kind":"account","account":{"active","did","seq","status"?,"time"}}`` — the upstream
-bodies with their upstream ``seq``/``time``. ``#sync`` is kept (kind ``sync``, the upstream body with its
+becomes ``{"did","time_us","cursor","kind":"identity","identity":{"did","handle"?,"seq","time"}}``,
+``#account`` ``{"did","time_us","cursor","kind":"account","account":{"active","did","seq","status"?,"time"}}``
+— the upstream bodies with their upstream ``seq``/``time``. ``cursor`` is the event's Jetstream seq, which
+the current reference server adds to the v1 wire (checklist §13) for clients to resume from; ours equals
+``time_us`` (see below), so either field resumes the same. ``#sync`` is kept (kind ``sync``, the upstream body with its
 CAR as ``$bytes``) for the v2 endpoint only; v1 never sends it.
 
 Every event is stamped with a strictly increasing ``time_us`` (wall clock in µs, bumped by one when the
@@ -130,7 +132,9 @@ class Converter:
 
     def _wrap(self, kind: int, name: str, did: str, body: dict[str, Any]) -> JetEvent:
         t = self.stamp()
-        return JetEvent(t, kind, did, "", _dumps({"did": did, "time_us": t, "kind": name, name: body}))
+        return JetEvent(
+            t, kind, did, "", _dumps({"did": did, "time_us": t, "cursor": t, "kind": name, name: body})
+        )
 
     def _commit(self, event: CommitEvent) -> list[JetEvent]:
         did = event.repo
@@ -164,6 +168,6 @@ class Converter:
                     continue
                 commit["cid"] = cid_string(cid)
             t = self.stamp()
-            data = _dumps({"did": did, "time_us": t, "kind": "commit", "commit": commit})
+            data = _dumps({"did": did, "time_us": t, "cursor": t, "kind": "commit", "commit": commit})
             out.append(JetEvent(t, KIND_COMMIT, did, collection, data))
         return out

@@ -6,7 +6,8 @@ Spec: checklist §13 (Jetstream v1 README, ``internal/subscribe/filter.go`` of t
   at most 100 *unique* patterns (the cap applies after de-duplication);
 * ``wantedDids`` — repeatable; each a DID; at most 10,000 unique;
 * ``maxMessageSizeBytes`` — on the query string an empty, malformed, negative or overflowing value means
-  "no cap" (0); in ``options_update`` a negative integer means 0 and a non-integer is a malformed payload;
+  "no cap" (0); in ``options_update`` a negative integer or one over 32 bits means 0, and a non-integer (or
+  one beyond int64) is a malformed payload (the reference wraps 33–64-bit values modulo 2³²; we do not);
 * identity and account events obey ``wantedDids`` but bypass ``wantedCollections``; a commit with an empty
   collection bypasses it too (the reference's rule).
 
@@ -44,6 +45,8 @@ MAX_WANTED_DIDS = 10_000
 MAX_SUBSCRIBER_MESSAGE_BYTES = 10_000_000  # decimal, as the v1 README says
 _MAX_RAW_VALUES = 100  # × the cap: a list this long is abuse, not a sloppy duplicate list
 _UINT32_MAX = 2**32 - 1
+_INT64_MAX = 2**63 - 1
+_INT64_MIN = -(2**63)
 
 KIND_COMMIT = 0
 KIND_IDENTITY = 1
@@ -134,7 +137,7 @@ def parse_max_message_size(raw: str | None) -> int:
     """The query-string rule: anything but a non-negative integer that fits in 32 bits means no cap."""
     if not raw:
         return 0
-    text = raw.strip()
+    text = raw  # no trimming: " 7" is malformed, as for the reference's strconv.Atoi
     sign = text[:1] in ("+", "-")
     if not (text[sign:].isascii() and text[sign:].isdigit()):
         return 0
@@ -174,6 +177,8 @@ def parse_options_update(payload: Any) -> Filter:
         size = 0
     if isinstance(size, bool) or not isinstance(size, int):
         raise TypeError("maxMessageSizeBytes must be an integer")
+    if not _INT64_MIN <= size <= _INT64_MAX:
+        raise TypeError("maxMessageSizeBytes is out of range")  # the reference's int cannot hold it either
     if size > _UINT32_MAX:
-        raise TypeError("maxMessageSizeBytes is out of range")
+        size = 0  # as on the query string: a cap too large for 32 bits means no cap
     return _build(collections or [], dids or [], max(size, 0))

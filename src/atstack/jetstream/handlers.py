@@ -2,17 +2,20 @@
 
 Spec: checklist §13; behaviour anchored on the reference's ``internal/subscribe/handler.go``:
 
-* before the upgrade: non-GET → 405, no ``Upgrade: websocket`` → 426; an invalid filter or cursor → 400 with
-  the reason as plain text (v1 predates XRPC error bodies); ``compress=true``/``Socket-Encoding: zstd``
-  together with a ``permessage-deflate`` offer → 400 (the two would double-compress). permessage-deflate
-  alone is declined (RFC 7692 lets a server decline; the client proceeds uncompressed) — every subscriber
-  then gets the same pre-built frames;
-* ``cursor`` is a non-negative integer (unix µs; a value in the future means live; older than the oldest
-  retained event starts at the oldest — replay is inclusive, ``time_us >= cursor``); anything else → 400;
+* before the upgrade: non-GET → 405; an invalid filter or cursor → 400 with the reason as plain text (v1
+  predates XRPC error bodies), checked before the upgrade headers as the reference does, so a plain
+  ``curl`` sees the reason too; ``compress=true``/``Socket-Encoding: zstd`` together with a
+  ``permessage-deflate`` offer → 400 (the two would double-compress); then no ``Upgrade: websocket`` →
+  426. permessage-deflate alone is declined (RFC 7692 lets a server decline; the client proceeds
+  uncompressed) — every subscriber then gets the same pre-built frames;
+* ``cursor`` is an integer as Go's ``strconv.ParseInt`` reads it (optional sign), not negative (unix µs; a
+  value in the future means live; older than the retention window — or than the oldest retained event —
+  starts silently at the oldest retained event; replay is inclusive, ``time_us >= cursor``); else → 400;
 * after the upgrade, client text messages are ``{"type", "payload"}``: ``options_update`` replaces the
-  filter (invalid filter → close 1008 with the reason; a payload of the wrong JSON shape or a message that
-  is not a JSON object → close 1007); other ``type`` values are ignored, as are binary messages; a message
-  over 10,000,000 bytes closes the connection (1009, done by aiohttp's ``max_msg_size``).
+  filter (invalid filter → close 1008 with the reason, cut to the 123 bytes a close frame holds on a UTF-8
+  boundary; a payload of the wrong JSON shape, a missing payload, or a message that is not a JSON object →
+  close 1007); other ``type`` values are ignored, as are binary messages; a message over 10,000,000 bytes
+  closes the connection (1009, done by aiohttp's ``max_msg_size``).
 """
 
 from __future__ import annotations
@@ -37,24 +40,37 @@ from atstack.jetstream.filters import (
 from atstack.jetstream.metrics import JetstreamMetrics
 from atstack.jetstream.subscriber import Subscriber
 
-__all__ = ["SubscribeEndpoint", "parse_cursor"]
+__all__ = ["SubscribeEndpoint", "close_reason", "parse_cursor"]
 
 log = logging.getLogger("atstack.jetstream")
 
 _INT64_MAX = 2**63 - 1
+_CLOSE_REASON_MAX = 123  # RFC 6455 §5.5: a close frame's payload is ≤ 125 bytes, 2 of them the code
 
 
 def parse_cursor(raw: str | None) -> int | None:
-    """The v1 ``cursor`` parameter: absent/empty → ``None`` (live); else a non-negative int64."""
+    """The ``cursor`` parameter: absent/empty → ``None`` (live); else a non-negative int64 ("+5" and "-0"
+    are accepted, as Go's ``strconv.ParseInt`` accepts them)."""
     if raw is None or raw == "":
         return None
-    text = raw[1:] if raw[:1] == "+" else raw
+    text = raw[1:] if raw[:1] in ("+", "-") else raw
     if not (text.isascii() and text.isdigit()):
         raise InvalidFilter(f"invalid cursor: {raw[:100]!r}")
     value = int(text)
     if value > _INT64_MAX:
         raise InvalidFilter(f"invalid cursor: {raw[:100]!r} is out of range")
+    if raw[0] == "-" and value:
+        raise InvalidFilter(f"invalid cursor: negative value {raw[:100]}")
     return value
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to fit a close frame (≤ 123 bytes of UTF-8), on a character boundary, "..." marking a
+    cut: reasons echo client input, and a reason cut mid-character is invalid UTF-8 the peer may reject."""
+    raw = text.encode()
+    if len(raw) <= _CLOSE_REASON_MAX:
+        return text
+    return raw[: _CLOSE_REASON_MAX - 3].decode(errors="ignore") + "..."
 
 
 def _text_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -71,18 +87,18 @@ class SubscribeEndpoint:
         *,
         heartbeat: float | None = 30.0,
         max_subscribers: int = 10_000,
+        retention_us: int | None = None,
     ) -> None:
         self.fanout = fanout
         self.metrics = metrics
         self.heartbeat = heartbeat
         self.max_subscribers = max_subscribers
+        self.retention_us = retention_us
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def subscribe(self, request: web.Request) -> web.StreamResponse:
         if request.method != "GET":
             return _text_error(405, "method not allowed; use GET", {"Allow": "GET"})
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            return _text_error(426, "this is a WebSocket endpoint (Upgrade: websocket required)")
         query = request.query
         try:
             flt = parse_query_filter(query)
@@ -96,6 +112,11 @@ class SubscribeEndpoint:
                 "choose one compression scheme: custom zstd (compress=true / Socket-Encoding: zstd) "
                 "or permessage-deflate, not both",
             )
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return _text_error(426, "this is a WebSocket endpoint (Upgrade: websocket required)")
+        if cursor is not None and self.retention_us is not None:
+            # The window is the clock's, not the store's: events not yet trimmed are still out of it.
+            cursor = max(cursor, self.fanout.clock() - self.retention_us)
         require_hello = query.get("requireHello") == "true"
         if self.fanout.closed:
             return _text_error(503, "server shutting down")
@@ -103,7 +124,7 @@ class SubscribeEndpoint:
             return _text_error(503, "too many subscribers")
         ws = web.WebSocketResponse(
             compress=False,
-            max_msg_size=MAX_SUBSCRIBER_MESSAGE_BYTES,
+            max_msg_size=MAX_SUBSCRIBER_MESSAGE_BYTES + 1,  # aiohttp refuses a message *at* the limit
             heartbeat=self.heartbeat,
             timeout=self.fanout.close_timeout,
         )
@@ -114,8 +135,14 @@ class SubscribeEndpoint:
         self._tasks.add(task)
         try:
             async for message in ws:
-                if message.type is WSMsgType.TEXT and not await self._client_message(sub, message.data):
-                    break
+                if message.type is WSMsgType.TEXT:
+                    if not await self._client_message(sub, message.data):
+                        break
+                elif (
+                    message.type is WSMsgType.ERROR
+                    and getattr(message.data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG
+                ):
+                    self._count_update("oversize")
         finally:
             sub.closing = True
             sub.hello.set()
@@ -150,8 +177,13 @@ class SubscribeEndpoint:
         if kind != "options_update":
             log.info("ignoring unknown subscriber message type", extra={"type": kind[:100]})
             return True
+        if "payload" not in envelope:
+            # the reference decodes the absent payload (empty input), which is a JSON error; null is not
+            return await self._reject(
+                sub, "bad_payload", WSCloseCode.INVALID_TEXT, "bad options_update: no payload"
+            )
         try:
-            flt = parse_options_update(envelope.get("payload"))
+            flt = parse_options_update(envelope["payload"])
         except TypeError as exc:
             return await self._reject(
                 sub, "bad_payload", WSCloseCode.INVALID_TEXT, f"bad options_update: {exc}"
@@ -160,17 +192,19 @@ class SubscribeEndpoint:
             return await self._reject(sub, "invalid", WSCloseCode.POLICY_VIOLATION, str(exc))
         self.fanout.set_filter(sub, flt)
         sub.hello.set()
-        if self.metrics is not None:
-            self.metrics.options_updates.labels("ok").inc()
+        self._count_update("ok")
         return True
 
-    async def _reject(self, sub: Subscriber, result: str, code: int, reason: str) -> bool:
+    def _count_update(self, result: str) -> None:
         if self.metrics is not None:
             self.metrics.options_updates.labels(result).inc()
+
+    async def _reject(self, sub: Subscriber, result: str, code: int, reason: str) -> bool:
+        self._count_update(result)
         sub.closing = True
         sub.hello.set()
         sub.wake()
-        await self.fanout.close(sub, code, reason)
+        await self.fanout.close(sub, code, close_reason(reason))
         return False
 
 

@@ -10,12 +10,16 @@ client data frame closes the connection (1008).
 Our ``seq`` is the event's ``time_us`` (strictly increasing, so it is a valid seq); the two cursor
 namespaces of the lexicon (seq below 1e15, unix µs at or above) therefore agree: a cursor resumes at the
 first event with ``seq >= cursor``. A cursor below the retention floor: a seq cursor (< 1e15) is refused
-before the upgrade with ``CursorTooOld`` (message names the floor seq) once anything has been trimmed; a
-timestamp cursor is clamped to the oldest event and announced with ``#info OutdatedCursor``. A future
-cursor means live. Filters — ``kinds``, ``dids`` (every kind), ``collections`` (commits only; a 400 when
-``kinds`` excludes commit) — AND together; the v1 names and opt-ins are 400s. ``maxMessageSizeBytes`` caps
-the whole uncompressed frame. ``zstdDictionary=<id>`` must name the dictionary ``getZstdDictionary``
-serves (the v1 dictionary, ID 1612007021): each frame is then one zstd frame in a binary message.
+before the upgrade with ``CursorTooOld`` (message names the floor seq) once anything has been trimmed (a
+silent clamp would be a gap); a timestamp cursor older than the retention window (or than the trimmed
+floor) is clamped up to it and announced with ``#info OutdatedCursor`` naming the seq resumed from. A
+future cursor means live. Filters — ``kinds`` (≤ 4 values), ``dids`` (every kind; ≤ 10,000 values),
+``collections`` (commits only, a commit without a collection passes; ≤ 100 values; a 400 when ``kinds``
+excludes commit) — AND together; the caps count the raw repeated values, as the lexicon's ``maxLength``
+does; the v1 names and opt-ins are 400s. ``maxMessageSizeBytes`` (one unsigned 32-bit value; empty or
+repeated is a 400) caps the whole uncompressed frame. ``zstdDictionary=<id>`` must name the dictionary
+``getZstdDictionary`` serves (the v1 dictionary, ID 1612007021): each frame is then one zstd frame in a
+binary message.
 
 Fan-out: each published batch is turned into v2 frames once (shared by every v2 subscriber that wants an
 event); subscribers use the same bounded outbox and coalesced writer as v1, and the same replay → live
@@ -38,8 +42,14 @@ from atstack.core.syntax import is_valid_did, is_valid_nsid, is_valid_nsid_glob
 from atstack.jetstream.compression import V1_DICTIONARY_ID, v1_dictionary_bytes
 from atstack.jetstream.convert import JetEvent
 from atstack.jetstream.fanout import Fanout
-from atstack.jetstream.filters import KIND_COMMIT, KIND_NAMES, MAX_WANTED_COLLECTIONS, MAX_WANTED_DIDS
-from atstack.jetstream.handlers import format_time_us
+from atstack.jetstream.filters import (
+    KIND_COMMIT,
+    KIND_NAMES,
+    MAX_WANTED_COLLECTIONS,
+    MAX_WANTED_DIDS,
+    InvalidFilter,
+)
+from atstack.jetstream.handlers import format_time_us, parse_cursor
 from atstack.jetstream.metrics import JetstreamMetrics
 from atstack.jetstream.subscriber import Subscriber, ws_binary_frame, ws_text_frame
 from atstack.xrpc.errors import InvalidRequestError, XRPCError
@@ -71,7 +81,7 @@ class V2Filter:
             return False
         if self.dids is not None and event.did not in self.dids:
             return False
-        if event.kind == KIND_COMMIT and (self.collections is not None or self.prefixes):
+        if event.kind == KIND_COMMIT and event.collection and (self.collections is not None or self.prefixes):
             col = event.collection
             if not (
                 (self.collections is not None and col in self.collections) or col.startswith(self.prefixes)
@@ -111,32 +121,45 @@ def parse_v2_params(request: web.Request) -> V2Params:
         raise InvalidRequestError(
             "requireHello is a /subscribe (v1) option; this endpoint is server-push only"
         )
+    raw_kinds = q.getall("kinds", [])
+    if len(raw_kinds) > len(KIND_NAMES):
+        raise InvalidRequestError(f"too many kinds values: {len(raw_kinds)} > {len(KIND_NAMES)}")
+    raw_dids = q.getall("dids", [])
+    if len(raw_dids) > MAX_WANTED_DIDS:
+        raise InvalidRequestError(f"too many dids values: {len(raw_dids)} > {MAX_WANTED_DIDS}")
+    raw_collections = q.getall("collections", [])
+    if len(raw_collections) > MAX_WANTED_COLLECTIONS:
+        raise InvalidRequestError(
+            f"too many collections values: {len(raw_collections)} > {MAX_WANTED_COLLECTIONS}"
+        )
     kinds: set[int] = set()
-    for raw in q.getall("kinds", []):
+    for raw in raw_kinds:
         if raw not in _KIND_OF:
             raise InvalidRequestError(f"unknown kind {raw[:50]!r} (commit, identity, account, sync)")
         kinds.add(_KIND_OF[raw])
-    dids = set(q.getall("dids", []))
+    dids = set(raw_dids)
     for did in dids:
         if not is_valid_did(did):
             raise InvalidRequestError(f"invalid DID: {did[:200]}")
-    if len(dids) > MAX_WANTED_DIDS:
-        raise InvalidRequestError(f"too many dids: {len(dids)} > {MAX_WANTED_DIDS}")
     full: set[str] = set()
     prefixes: dict[str, None] = {}
-    for raw in q.getall("collections", []):
+    for raw in raw_collections:
         if raw.endswith(".*") and is_valid_nsid_glob(raw):
             prefixes[raw[:-1]] = None
         elif is_valid_nsid(raw):
             full.add(raw)
         else:
             raise InvalidRequestError(f"invalid collection: {raw[:200]}")
-    if len(full) + len(prefixes) > MAX_WANTED_COLLECTIONS:
-        raise InvalidRequestError(f"too many collections: > {MAX_WANTED_COLLECTIONS}")
     if (full or prefixes) and kinds and KIND_COMMIT not in kinds:
         raise InvalidRequestError("collections only filters commit events, but kinds excludes commit")
-    cursor = _int(q.get("cursor"), "cursor", 0, 2**63 - 1)
-    max_size = _int(q.get("maxMessageSizeBytes"), "maxMessageSizeBytes", 0, _UINT32_MAX) or 0
+    try:
+        cursor = parse_cursor(q.get("cursor"))
+    except InvalidFilter as exc:
+        raise InvalidRequestError(str(exc)) from None
+    sizes = q.getall("maxMessageSizeBytes", [])
+    if len(sizes) > 1 or sizes == [""]:
+        raise InvalidRequestError("maxMessageSizeBytes must be one unsigned 32-bit integer")
+    max_size = (_int(sizes[0], "maxMessageSizeBytes", 0, _UINT32_MAX) or 0) if sizes else 0
     dictionary = _int(q.get("zstdDictionary"), "zstdDictionary", 1, _UINT32_MAX)
     if dictionary is not None and dictionary != V1_DICTIONARY_ID:
         raise XRPCError(400, "UnknownZstdDictionary",
@@ -176,14 +199,23 @@ class SubscribeEventsEndpoint:
     """The v2 subscription, fed by the same :class:`Fanout` publications as v1."""
 
     def __init__(
-        self, fanout: Fanout, metrics: JetstreamMetrics | None = None, *, heartbeat: float | None = 30.0
+        self,
+        fanout: Fanout,
+        metrics: JetstreamMetrics | None = None,
+        *,
+        heartbeat: float | None = 30.0,
+        retention_us: int | None = None,
     ) -> None:
         self.fanout = fanout
         self.metrics = metrics
         self.heartbeat = heartbeat
+        self.retention_us = retention_us
         self._live: dict[Subscriber, None] = {}
         self._all: set[Subscriber] = set()
         fanout.listeners.append(self.publish)
+        if metrics is not None:
+            self._sent = (metrics.events_out.labels("json"), metrics.events_out.labels("zstd"))
+            self._bytes = (metrics.bytes_out.labels("json"), metrics.bytes_out.labels("zstd"))
 
     @property
     def subscriber_count(self) -> int:
@@ -211,7 +243,8 @@ class SubscribeEventsEndpoint:
             return
         last = events[-1].time_us
         frames: dict[int, bytes] = {}
-        packed: dict[int, bytes] = {}
+        packed: dict[int, bytes] = {}  # each event framed once per wire format, shared by every subscriber
+        texts: dict[int, bytes] = {}
         compress = self.fanout.compress
         cap = self.fanout.max_outbox_bytes
         overflow = []
@@ -220,6 +253,7 @@ class SubscribeEventsEndpoint:
                 continue
             flt: V2Filter = sub.filter  # type: ignore[assignment]
             parts = []
+            uncompressed = 0
             for i, e in enumerate(events):
                 if e.time_us <= sub.last_time_us or not flt.wants(e):
                     continue
@@ -228,17 +262,23 @@ class SubscribeEventsEndpoint:
                     text = frames[i] = encode_v2(e)
                 if flt.max_message_size and len(text) > flt.max_message_size:
                     continue
+                uncompressed += len(text)
                 if sub.compress:
                     wire = packed.get(i)
                     if wire is None:
                         wire = packed[i] = ws_binary_frame(compress(text))
                     parts.append(wire)
                 else:
-                    parts.append(ws_text_frame(text))
+                    wire = texts.get(i)
+                    if wire is None:
+                        wire = texts[i] = ws_text_frame(text)
+                    parts.append(wire)
             sub.last_time_us = last
             if not parts:
                 continue
             blob = b"".join(parts)
+            if self.metrics is not None:
+                self._count(sub.compress, len(parts), len(blob), uncompressed)
             sub.queue.append(blob)
             sub.queued_bytes += len(blob)
             if sub.queued_bytes > cap:
@@ -252,6 +292,12 @@ class SubscribeEventsEndpoint:
                 self.metrics.dropped.labels("too_slow").inc()
             sub.wake()
 
+    def _count(self, compress: bool, events: int, wire: int, uncompressed: int) -> None:
+        self._sent[compress].inc(events)
+        self._bytes[compress].inc(wire)
+        if compress and self.metrics is not None:
+            self.metrics.bytes_uncompressed.inc(uncompressed)
+
     # serving --------------------------------------------------------------------------------------
 
     async def serve(self, req: XRPCRequest) -> web.WebSocketResponse:
@@ -260,17 +306,23 @@ class SubscribeEventsEndpoint:
         store = self.fanout.store
         info: str | None = None
         cursor = params.cursor
-        if cursor is not None and cursor <= self.fanout.clock():
+        now = self.fanout.clock()
+        if cursor is not None and cursor > now:
+            cursor = None  # the future: live
+        elif cursor is not None and cursor < TIME_CURSOR_MIN:
             floor = store.floor
             if floor and cursor < floor:
-                if cursor < TIME_CURSOR_MIN:
-                    raise XRPCError(
-                        400, "CursorTooOld", f"cursor {cursor} is below the retention floor seq {floor}"
-                    )
-                oldest = store.oldest_time_us or floor
-                info = f"requested timestamp cursor below retention floor; starting at seq {oldest}"
+                raise XRPCError(
+                    400, "CursorTooOld", f"cursor {cursor} is below the retention floor seq {floor}"
+                )
         elif cursor is not None:
-            cursor = None  # the future: live
+            window = now - self.retention_us if self.retention_us is not None else 0
+            floor = max(store.floor, window)
+            if cursor < floor:
+                cursor = floor
+                rows = await store.read_from(floor, 1)
+                start = rows[0].time_us if rows else self.fanout.last_published + 1
+                info = f"requested timestamp cursor below retention floor; starting at seq {start}"
         if self.fanout.closed:
             raise XRPCError(503, "ServiceUnavailable", "server shutting down")
         offered = [
@@ -363,11 +415,15 @@ class SubscribeEventsEndpoint:
             if rows:
                 pos = rows[-1].time_us + 1
                 frames = []
+                uncompressed = 0
                 for e in rows:
                     if flt.wants(e):
                         text = encode_v2(e)
                         if not flt.max_message_size or len(text) <= flt.max_message_size:
                             frames.append(self._frame(text, sub.compress))
+                            uncompressed += len(text)
+                if self.metrics is not None and frames:
+                    self._count(sub.compress, len(frames), sum(map(len, frames)), uncompressed)
                 begin = size = 0
                 for end, wire in enumerate(frames, 1):
                     size += len(wire)
