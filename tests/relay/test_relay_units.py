@@ -21,7 +21,14 @@ from atstack.relay.scheduler import PartitionedQueue
 from atstack.relay.sequencer import Sequencer
 from atstack.relay.state import CursorTracker, TokenBucket
 from atstack.relay.store import MIGRATIONS
-from atstack.relay.validate import BadSignature, Drop, RepoState, verify_commit_event, verify_sync_event
+from atstack.relay.validate import (
+    BadSignature,
+    Drop,
+    RepoState,
+    check_rev_time,
+    verify_commit_event,
+    verify_sync_event,
+)
 from atstack.storage.sqlite import Database
 from atstack.xrpc.metrics import XRPCMetrics
 
@@ -303,3 +310,21 @@ async def test_sequencer_persists_publishes_and_trims(tmp_path: Path) -> None:
         await seqr2.close()
     finally:
         await db.close()
+
+
+def test_check_rev_time_refuses_revs_beyond_the_tolerance() -> None:
+    def rev_at(seconds: float) -> str:
+        return tid_from_parts(int(seconds * 1_000_000), 5)
+
+    now = 1_700_000_000.25
+    for tolerance in (300.0, 10.0):
+        check_rev_time(rev_at(now - 86400), now, tolerance)
+        check_rev_time(rev_at(now + tolerance - 0.5), now, tolerance)
+        with pytest.raises(Drop) as caught:
+            check_rev_time(rev_at(now + tolerance + 2), now, tolerance)
+        assert caught.value.reason == "future_rev"
+    # the allowed horizon moves with the clock
+    later = now + 1000
+    check_rev_time(rev_at(now + 900), later, 10.0)
+    with pytest.raises(Drop):
+        check_rev_time(rev_at(later + 12), later, 10.0)

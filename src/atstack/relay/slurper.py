@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from atstack.core.resequence import remember_frame
 from atstack.core.stream import (
     MAX_FRAME_SIZE,
     AccountEvent,
@@ -304,7 +305,9 @@ class Slurper:
                         max_msg_size=MAX_FRAME_SIZE,
                         heartbeat=30.0,
                         compress=0,
-                        timeout=aiohttp.ClientWSTimeout(ws_receive=config.idle_timeout, ws_close=5.0),
+                        # no ws_receive: a timer per frame costs more than the rest of reading it; the
+                        # idle watchdog below checks the host's last frame time instead
+                        timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
                     )
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                     self._connect_failed.inc()
@@ -317,8 +320,13 @@ class Slurper:
                     host.last_seen_seq = None
                     self._update_gauges()
                     log.info("subscribed", extra={"host": host.hostname, "cursor": cursor})
+                    host.last_event_at = time.monotonic()
+                    went_idle = asyncio.Event()
+                    watchdog = asyncio.create_task(self._watch_idle(host, ws, went_idle))
                     try:
                         got_any = await self._read(host, ws)
+                        if went_idle.is_set():
+                            raise TimeoutError
                         if got_any:
                             host.failures = 0
                         host.failures += 1  # a clean close also backs off a little
@@ -342,6 +350,7 @@ class Slurper:
                             "connection to %s lost: %s", host.hostname, exc, extra={"host": host.hostname}
                         )
                     finally:
+                        watchdog.cancel()
                         host.connected = False
                         self._update_gauges()
                         with contextlib.suppress(Exception):
@@ -361,6 +370,19 @@ class Slurper:
             raise
         except Exception:
             log.exception("subscription to %s failed", host.hostname)
+
+    async def _watch_idle(
+        self, host: HostState, ws: aiohttp.ClientWebSocketResponse, went_idle: asyncio.Event
+    ) -> None:
+        """Set ``went_idle`` and close ``ws`` once the host has sent nothing for ``idle_timeout``."""
+        timeout = self.config.idle_timeout
+        while True:
+            quiet = time.monotonic() - host.last_event_at
+            if quiet >= timeout:
+                went_idle.set()
+                await ws.close()
+                return
+            await asyncio.sleep(min(timeout - quiet + 0.01, 60.0))
 
     async def _read(self, host: HostState, ws: aiohttp.ClientWebSocketResponse) -> bool:
         got_any = False
@@ -418,6 +440,8 @@ class Slurper:
                 self.ingest.drop("unknown_type")
             return
         assert isinstance(evt, CommitEvent | SyncEvent | IdentityEvent | AccountEvent)
+        if kind is CommitEvent:
+            remember_frame(evt, data, frame.body)  # type: ignore[arg-type]  # re-sent with our seq spliced in
         self._in[evt.TYPE].inc()
         seq = evt.seq
         last = host.last_seen_seq

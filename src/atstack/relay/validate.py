@@ -12,6 +12,7 @@ Every reason is a short ``snake_case`` word: it is the ``reason`` label of the d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from atstack.core.car import CarError, read_car, read_car_header
 from atstack.core.cid import CID
@@ -19,7 +20,7 @@ from atstack.core.commit import Commit, CommitError, decode_commit, verify_commi
 from atstack.core.crypto import PublicKey
 from atstack.core.repo_verify import RepoVerifyError, verify_commit_slice
 from atstack.core.stream import MAX_SYNC_BLOCKS_SIZE, CommitEvent, SyncEvent
-from atstack.core.tid import tid_to_timestamp_us
+from atstack.core.tid import MAX_CLOCK_ID, MAX_TIMESTAMP_US, tid_from_parts, tid_to_timestamp_us
 
 __all__ = [
     "BadSignature",
@@ -72,11 +73,23 @@ class Verified:
     chain_ok: bool
 
 
+_horizon: list[Any] = [None, None, ""]  # whole second of ``now``, tolerance, the latest TID allowed then
+
+
 def check_rev_time(rev: str, now: float, tolerance: float) -> None:
-    """A rev whose TID timestamp is more than ``tolerance`` seconds ahead of ``now`` is refused."""
-    ahead = tid_to_timestamp_us(rev) / 1e6 - now
-    if ahead > tolerance:
-        raise Drop("future_rev", f"rev {rev} is {ahead:.0f} s in the future")
+    """A rev whose TID timestamp is more than ``tolerance`` seconds ahead of ``now`` is refused.
+
+    Valid TIDs sort like their timestamps, so this is one string comparison against the latest TID allowed,
+    worked out once per second of ``now`` (rounded up: a rev is never refused early).
+    """
+    second = int(now)
+    if _horizon[0] != second or _horizon[1] != tolerance:
+        limit_us = int((second + 1 + tolerance) * 1_000_000)
+        _horizon[:] = [second, tolerance, tid_from_parts(min(limit_us, MAX_TIMESTAMP_US), MAX_CLOCK_ID)]
+    if rev > _horizon[2]:
+        ahead = tid_to_timestamp_us(rev) / 1e6 - now
+        if ahead > tolerance:
+            raise Drop("future_rev", f"rev {rev} is {ahead:.0f} s in the future")
 
 
 def _classify(exc: RepoVerifyError) -> Drop:

@@ -1,0 +1,94 @@
+"""Re-sequencing a received #commit by splicing the seq: always byte-identical to re-encoding the event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from atstack.core.blockstore import MemoryBlockStore
+from atstack.core.cbor import decode as cbor_decode
+from atstack.core.cbor import encode as cbor_encode
+from atstack.core.crypto import generate_private_key
+from atstack.core.repo import CommitData, RecordWrite, Repo
+from atstack.core.stream import CommitEvent, decode_event, encode_message
+
+POST = "app.bsky.feed.post"
+LIKE = "app.bsky.feed.like"
+SEQS = (1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**53 - 1)
+
+
+def _record(text: str) -> bytes:
+    return cbor_encode({"$type": POST, "text": text, "createdAt": "2025-01-01T00:00:00.000Z"})
+
+
+def _commits() -> list[tuple[str, CommitData]]:
+    key = generate_private_key()
+    did = "did:plc:" + "a" * 24
+    repo, genesis = Repo.create(MemoryBlockStore(), did, key)
+    out = [(did, genesis)]  # since null, no prevData, no ops
+    batches = [
+        [RecordWrite.create(POST, "3l2aaaaaaaaa2", _record("one"))],
+        [RecordWrite.create(POST, f"3l2aaaaaaab{i}2", _record(str(i))) for i in range(2, 8)],
+        [RecordWrite.update(POST, "3l2aaaaaaaaa2", _record("edited"))],
+        [RecordWrite.delete(POST, "3l2aaaaaaab22"), RecordWrite.create(LIKE, "self", _record("x" * 300))],
+        [RecordWrite.create(POST, "r" * 300, _record("a long rkey: a 2-byte text head"))],
+    ]
+    for writes in batches:
+        out.append((did, repo.apply_writes(writes, key)))
+    return out
+
+
+def _frame(did: str, data: CommitData, seq: int = 7, **extra: Any) -> bytes:
+    body = CommitEvent(seq=seq, repo=did, commit=data.cid, rev=data.rev, since=data.since,
+                       blocks=data.car_slice, ops=data.ops, time="2025-01-01T00:00:00.000Z",
+                       prev_data=data.prev_data).to_body()  # fmt: skip
+    body.update(extra)
+    return encode_message("#commit", body)
+
+
+@pytest.mark.parametrize("upstream_seq", [5, 24, 70_000, 2**40])
+def test_spliced_frames_equal_reencoded_frames(upstream_seq: int) -> None:
+    commits = _commits()
+    kinds = set()
+    for did, data in commits:
+        event = decode_event(_frame(did, data, upstream_seq), keep_frame=True)
+        assert type(event) is CommitEvent and event._wire is not None
+        kinds.update(op.action for op in event.ops)
+        for seq in SEQS:
+            event.seq = seq
+            spliced = event.to_frame()
+            assert spliced == encode_message("#commit", event.to_body())
+            assert cbor_decode(spliced[len(encode_message("#commit", {})) - 1 :])["seq"] == seq
+    assert kinds == {"create", "update", "delete"}
+
+
+def test_frames_with_unknown_fields_are_reencoded() -> None:
+    did, data = _commits()[1]
+    raw = _frame(did, data, futureField="x")
+    event = decode_event(raw, keep_frame=True)
+    assert type(event) is CommitEvent and event._wire is None
+    event.seq = 99
+    assert b"futureField" not in event.to_frame()
+    # an op with an unknown field likewise
+    body = cbor_decode(raw[len(encode_message("#commit", {})) - 1 :])
+    del body["futureField"]
+    body["ops"][0]["extra"] = 1
+    event = decode_event(encode_message("#commit", body), keep_frame=True)
+    assert type(event) is CommitEvent and event._wire is None
+
+
+def test_a_changed_field_falls_back_to_encoding() -> None:
+    did, data = _commits()[1]
+    event = decode_event(_frame(did, data), keep_frame=True)
+    assert type(event) is CommitEvent and event._wire is not None
+    event.time = "2030-01-01T00:00:00.000Z"
+    event.seq = 8
+    assert event.to_frame() == encode_message("#commit", event.to_body())
+    assert b"2030-01-01" in event.to_frame()
+
+
+def test_without_keep_frame_nothing_is_remembered() -> None:
+    did, data = _commits()[1]
+    event = decode_event(_frame(did, data))
+    assert type(event) is CommitEvent and event._wire is None
