@@ -157,9 +157,8 @@ def create_app(config: JetstreamConfig) -> web.Application:
     holder.append(service)
     service.v2.mount(router)
     router.add_shutdown_hook(service.close_streams)
-    app = router.create_app()
-    # aiohttp takes server options only at Application(); the attribute is the one it reads them from.
-    app._handler_args = {**(app._handler_args or {}), "max_line_size": MAX_REQUEST_LINE}
+    # 10,000 wantedDids make a request line far longer than aiohttp's default limit of 8,190 bytes.
+    app = router.create_app(handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[JETSTREAM] = service
     app.router.add_route("*", "/subscribe", service.endpoint.subscribe)
 

@@ -213,10 +213,16 @@ class XRPCRouter:
 
     # application --------------------------------------------------------------------------------
 
-    def create_app(self, *, client_max_size: int | None = None) -> web.Application:
-        """The aiohttp application: XRPC dispatch, health, metrics, CORS, errors and access log."""
+    def create_app(
+        self, *, client_max_size: int | None = None, handler_args: dict[str, Any] | None = None
+    ) -> web.Application:
+        """The aiohttp application: XRPC dispatch, health, metrics, CORS, errors and access log.
+
+        ``handler_args`` are aiohttp's per-connection server options (e.g. ``max_line_size``)."""
         limit = client_max_size or max(self.json_limit, self.body_limit)
-        app = web.Application(middlewares=[self._middleware], client_max_size=limit)
+        app = web.Application(
+            middlewares=[self._middleware], client_max_size=limit, handler_args=handler_args
+        )
         app.router.add_get("/xrpc/_health", self._health)
         app.router.add_get("/metrics", self.metrics.handle)
         app.router.add_route("*", "/xrpc/{nsid}", self._dispatch)
