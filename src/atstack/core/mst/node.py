@@ -18,6 +18,10 @@ the keys are valid, strictly ascending, maximally prefix-compressed and all of t
 links to nodes are blessed dag-cbor CIDs. Nodes that passed are cached by CID (bounded), since a relay sees
 the same upper nodes of a repo in every commit. :func:`parse_node` is the same check without the hash and
 without building a :class:`Node`, for the full-tree walk of :mod:`atstack.core.mst.verify`.
+
+Both directions have a compiled fast path (the optional extension ``_node_c``, built from ``_node_c.c``) for
+the one canonical layout with 36-byte links; it hands anything else back to the Python code here, which
+stays the reference: same results, same errors.
 """
 
 from __future__ import annotations
@@ -85,7 +89,14 @@ class Node:
 
 
 Sub = Node | CID | None
-NodeParts = tuple[int, list[bytes], list[CID], list[Sub]]
+NodeParts = tuple[int, tuple[bytes, ...], tuple[CID, ...], tuple[Sub, ...]]
+
+try:  # the compiled fast path (atstack/core/mst/_node_c.c); without it, the Python code below does it all
+    from atstack.core.mst._node_c import encode_node as _c_encode
+    from atstack.core.mst._node_c import parse_node as _c_parse
+except ImportError:
+    _c_encode = None
+    _c_parse = None
 
 
 def _bytes_header(n: int) -> bytes:
@@ -122,6 +133,15 @@ def _cid_cbor(cid: CID) -> bytes:
 
 def encode_node(node: Node) -> bytes:
     """DRISL bytes of a node whose Node-typed subtrees already have their CID."""
+    if _c_encode is not None:
+        # None for anything unusual (over-long keys, odd types): the Python encoder writes or raises.
+        data = _c_encode(node.keys, node.vals, node.subs, CID)
+        if data is not None:
+            return data
+    return _encode_node_py(node)
+
+
+def _encode_node_py(node: Node) -> bytes:
     keys = node.keys
     subs = node.subs
     vals = node.vals
@@ -231,6 +251,16 @@ def parse_node(data: bytes, level: int | None, *, check_keys: bool = True) -> No
     ``check_keys=False`` the caller takes over the key syntax rule (one regex over many nodes' keys, see
     :func:`check_key_syntax`); keys must then not be trusted until it ran.
     """
+    if _c_parse is not None:
+        # The C parser accepts only the canonical layout with 36-byte links and runs every check below
+        # (key syntax included); it returns None for anything else, and this Python code then decides.
+        parts = _c_parse(data, level, CID)
+        if parts is not None:
+            return parts  # type: ignore[no-any-return]
+    return _parse_node_py(data, level, check_keys)
+
+
+def _parse_node_py(data: bytes, level: int | None, check_keys: bool) -> NodeParts:
     if len(data) > MAX_BLOCK_SIZE:
         raise MSTError(f"MST node block of {len(data)} bytes is too large")
     try:
@@ -324,7 +354,7 @@ def parse_node(data: bytes, level: int | None, *, check_keys: bool = True) -> No
         raise MSTError(f"MST level {level} exceeds the limit of {MAX_KEY_DEPTH}")
     if level == 0 and any(subs):
         raise MSTError("MST node at level 0 links to a subtree")
-    return level, keys, vals, subs  # type: ignore[return-value]
+    return level, tuple(keys), tuple(vals), tuple(subs)  # type: ignore[return-value]
 
 
 def check_key_syntax(keys: list[bytes]) -> None:
