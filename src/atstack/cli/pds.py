@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from atstack.pds.config import DEFAULT_BLOB_LIMIT, DEFAULT_PORT
+from atstack.pds.config import DEFAULT_BLOB_LIMIT, DEFAULT_EVENT_RETENTION, DEFAULT_PORT
 
 
 @click.command("pds")
@@ -76,6 +76,14 @@ from atstack.pds.config import DEFAULT_BLOB_LIMIT, DEFAULT_PORT
 )
 @click.option("--rate-limits/--no-rate-limits", default=True, envvar="ATSTACK_PDS_RATE_LIMITS")
 @click.option(
+    "--event-retention-hours",
+    default=DEFAULT_EVENT_RETENTION / 3600,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="ATSTACK_PDS_EVENT_RETENTION_HOURS",
+    help="How long subscribeRepos can replay; older events are trimmed.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -97,6 +105,7 @@ def pds(
     crawlers: tuple[str, ...],
     lexicon_dir: Path | None,
     rate_limits: bool,
+    event_retention_hours: float,
     log_level: str,
 ) -> None:
     """Run a Personal Data Server (env: ATSTACK_PDS_<OPTION>, e.g. ATSTACK_PDS_DATA_DIR)."""
@@ -121,5 +130,6 @@ def pds(
         crawlers=tuple(crawlers),
         lexicon_dir=lexicon_dir,
         rate_limits=rate_limits,
+        event_retention=event_retention_hours * 3600,
     )
     run_service(create_app(config), host, port, name="pds")
