@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from atstack.xrpc.loop_metrics import LoopCounter, LoopHistogram
 from atstack.xrpc.metrics import XRPCMetrics
 
 __all__ = ["RelayMetrics"]
@@ -21,7 +22,8 @@ _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 class RelayMetrics:
     def __init__(self, base: XRPCMetrics) -> None:
         registry = base.registry
-        self.events_in = Counter(
+        # Updated for every event: the lock-free loop-only types (atstack.xrpc.loop_metrics).
+        self.events_in = LoopCounter(
             "relay_events_received_total", "Frames received from upstream hosts, by type.", ("type",),
             registry=registry,
         )  # fmt: skip
@@ -29,7 +31,7 @@ class RelayMetrics:
             "relay_events_dropped_total", "Upstream events not passed on, by reason.", ("reason",),
             registry=registry,
         )  # fmt: skip
-        self.events_accepted = Counter(
+        self.events_accepted = LoopCounter(
             "relay_events_accepted_total", "Upstream events accepted and re-sequenced, by type.", ("type",),
             registry=registry,
         )  # fmt: skip
@@ -37,11 +39,11 @@ class RelayMetrics:
             "relay_events_published_total", "Events persisted to the output log and published.",
             registry=registry,
         )  # fmt: skip
-        self.validation_seconds = Histogram(
+        self.validation_seconds = LoopHistogram(
             "relay_validation_seconds", "Time to verify one #commit or #sync (signature, MST proof).",
             ("type",), buckets=_FAST, registry=registry,
         )  # fmt: skip
-        self.added_latency = Histogram(
+        self.added_latency = LoopHistogram(
             "relay_added_latency_seconds",
             "From receipt of an upstream frame to publication of our re-sequenced event.",
             buckets=_FAST, registry=registry,
