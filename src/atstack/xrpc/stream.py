@@ -2,7 +2,8 @@
 
 Spec: atproto.com/specs/event-stream, checklist §5. Written once for every ``subscribeRepos``-style
 endpoint (PDS, relay). The service persists each event, then calls :meth:`EventStreamHub.publish` with its
-``seq`` and pre-encoded frame; subscribers are served from an :class:`EventLog` it supplies.
+``seq`` and pre-encoded frame; subscribers are served from an :class:`EventLog` it supplies
+(:mod:`atstack.xrpc.eventlog`).
 
 Cursor rules (``cursor`` query parameter):
 
@@ -19,32 +20,35 @@ live set synchronously right after that check, so every later ``publish`` reache
 already replayed (persisted and read before being published) is skipped by seq. A replay that cannot keep
 up with the write rate simply keeps reading the log, in bounded batches.
 
-Fan-out encodes once: ``publish`` prepends the WebSocket frame header to the payload a single time and
-queues that same ``bytes`` object for every live subscriber. Each subscriber's writer swaps out its whole
-queue and hands it to the socket transport in one ``writelines`` call, then waits for the transport to
-drain if it is over its high-water mark — no per-message ``send_bytes``. A queue over ``max_outbox_frames``
-or ``max_outbox_bytes`` drops the subscriber: it gets ``ConsumerTooSlow`` and is closed, so memory per
-subscriber stays bounded (queue + one swapped batch in the transport) and nobody else waits for it.
-Client frames are ignored (read and discarded so pings and close handshakes work).
+Fan-out encodes once: ``publish`` (one event) and ``publish_batch`` (a committed batch) prepend the
+WebSocket frame header to each payload a single time and queue those same ``bytes`` objects for every live
+subscriber. Frames reach the socket through a :class:`FrameWriter`: the whole queue in one ``writelines``
+call on the socket transport, waiting only while the transport is over its high-water mark — no
+per-message ``send_bytes``. Subscribers whose writer task is idle are written to by one callback per
+event-loop round rather than by waking each writer task (a hundred wake-ups per batch). A queue over ``max_outbox_frames`` or ``max_outbox_bytes`` drops the
+subscriber: it gets ``ConsumerTooSlow`` and is closed, so memory per subscriber stays bounded (queue + one
+batch in the transport) and nobody else waits for it. Client frames are ignored (read and discarded so
+pings and close handshakes work).
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
 import struct
-from typing import Any, Protocol
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from aiohttp import WSCloseCode, web
 
 from atstack.core.stream import MAX_SEQ, encode_error, encode_message
 from atstack.xrpc.errors import InvalidRequestError, NotEnoughResourcesError
+from atstack.xrpc.eventlog import EventLog, MemoryEventLog
 from atstack.xrpc.metrics import XRPCMetrics
 from atstack.xrpc.request import XRPCRequest
 
-__all__ = ["EventLog", "EventStreamHub", "MemoryEventLog", "ws_binary_frame"]
+__all__ = ["EventLog", "EventStreamHub", "FrameWriter", "MemoryEventLog", "ws_binary_frame", "ws_text_frame"]
 
 log = logging.getLogger("atstack.stream")
 
@@ -75,64 +79,92 @@ def ws_text_frame(payload: bytes) -> bytes:
     return _ws_frame(_OPCODE_TEXT, payload)
 
 
-def _ws_payload(wire: bytes) -> bytes:
-    n = wire[1] & 0x7F
-    return wire[2:] if n < 126 else wire[4:] if n == 126 else wire[10:]
+def _frames_in(blob: bytes) -> Iterator[tuple[bool, bytes]]:
+    """``(is_text, payload)`` of each frame in a blob of frames built by this module (fallback path)."""
+    pos, end = 0, len(blob)
+    while pos < end:
+        n = blob[pos + 1] & 0x7F
+        head = 2 if n < 126 else 4 if n == 126 else 10
+        size = n if n < 126 else int.from_bytes(blob[pos + 2 : pos + head], "big")
+        yield blob[pos] == _OPCODE_TEXT, blob[pos + head : pos + head + size]
+        pos += head + size
 
 
-class EventLog(Protocol):
-    """The persisted, seq-ordered events a hub replays from (the sequencer's table, the relay's log)."""
+class FrameWriter:
+    """Writes complete server-to-client frames (from :func:`ws_binary_frame` / :func:`ws_text_frame`, one per
+    ``bytes`` or several joined in one) to one WebSocket connection — shared by every stream server here.
 
-    def latest_seq(self) -> int | None:
-        """Highest persisted seq, ``None`` when empty."""
-        ...
+    Why aiohttp internals: a fan-out hands the same pre-built frames to every subscriber, and aiohttp's public
+    ``send_bytes``/``send_str`` build, write and await each message separately — a write call and a task
+    switch per frame per subscriber. The fast path hands a whole batch to the connection's socket transport
+    in one ``writelines`` call and, only while the transport is over its high-water mark, waits on the
+    protocol's flow-control future (``protocol._drain_helper()``, as aiohttp's own writer does). Transport
+    and protocol are reached through ``ws._writer``, which aiohttp does not document; if an aiohttp release
+    hides any of them (or ``coalesce=False``), every frame goes through ``send_bytes``/``send_str`` instead:
+    slower, the same bytes on the wire. Everything about aiohttp's internals lives in this class.
+    """
 
-    def oldest_seq(self) -> int | None:
-        """Lowest seq still retained, ``None`` when empty."""
-        ...
+    __slots__ = ("protocol", "transport", "ws")
 
-    async def read_after(self, cursor: int, limit: int) -> list[tuple[int, bytes]]:
-        """Up to ``limit`` ``(seq, frame)`` with ``seq > cursor``, ascending; frames already encoded."""
-        ...
+    def __init__(self, ws: web.WebSocketResponse, *, coalesce: bool = True) -> None:
+        self.ws = ws
+        writer = getattr(ws, "_writer", None)
+        self.transport: Any = getattr(writer, "transport", None)
+        self.protocol: Any = getattr(writer, "protocol", None)
+        fast = (
+            hasattr(self.protocol, "_drain_helper")
+            and hasattr(self.protocol, "writing_paused")
+            and hasattr(self.transport, "writelines")
+        )
+        if not (fast and coalesce):
+            self.transport = self.protocol = None
 
+    def ready(self) -> bool:
+        """:meth:`write_now` may be used: fast path, connection open, transport under its high-water mark."""
+        transport = self.transport
+        return transport is not None and not self.protocol.writing_paused and not transport.is_closing()
 
-class MemoryEventLog:
-    """An in-memory :class:`EventLog` keeping the last ``retain`` events (tests, ephemeral streams)."""
+    def write_now(self, frames: Sequence[bytes]) -> None:
+        """Hand frames to the transport without waiting; only when :meth:`ready` (the caller bounds the batch)."""
+        self.transport.writelines(frames)
 
-    def __init__(self, retain: int = 100_000) -> None:
-        self.retain = retain
-        self._seqs: list[int] = []
-        self._frames: list[bytes] = []
+    async def write(self, frames: Sequence[bytes]) -> None:
+        """Write frames, then wait while the transport is over its high-water mark."""
+        transport = self.transport
+        if transport is None:
+            await self._send_each(frames)
+            return
+        if transport.is_closing():
+            raise ConnectionResetError("subscriber connection closed")
+        transport.writelines(frames)
+        if self.protocol.writing_paused:
+            await self.protocol._drain_helper()
 
-    def append(self, seq: int, frame: bytes) -> None:
-        if self._seqs and seq <= self._seqs[-1]:
-            raise ValueError(f"seq {seq} is not above the latest {self._seqs[-1]}")
-        self._seqs.append(seq)
-        self._frames.append(frame)
-        if len(self._seqs) > self.retain * 2:
-            # trim in bulk so appends stay amortised O(1)
-            del self._seqs[: -self.retain]
-            del self._frames[: -self.retain]
+    async def write_final(self, frame: bytes) -> None:
+        """A last frame before closing (an error), written even while the transport is paused: a consumer that
+        is too slow still gets told why. Never raises for a connection that is already gone."""
+        transport = self.transport
+        if transport is None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._send_each((frame,))
+        elif not transport.is_closing():
+            transport.write(frame)
 
-    def trim_before(self, seq: int) -> None:
-        """Drop events below ``seq`` (what a retention job does)."""
-        cut = bisect.bisect_left(self._seqs, seq)
-        del self._seqs[:cut]
-        del self._frames[:cut]
+    def abort_if_stuck(self, delay: float) -> None:
+        """After a close: unsent bytes mean the close waits for a peer that may have stopped reading, so the
+        connection is aborted after ``delay`` seconds unless it has closed by then."""
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size() > 0:
+            asyncio.get_running_loop().call_later(delay, transport.abort)
 
-    def _start(self) -> int:
-        return max(0, len(self._seqs) - self.retain)
-
-    def latest_seq(self) -> int | None:
-        return self._seqs[-1] if self._seqs else None
-
-    def oldest_seq(self) -> int | None:
-        return self._seqs[self._start()] if self._seqs else None
-
-    async def read_after(self, cursor: int, limit: int) -> list[tuple[int, bytes]]:
-        lo = max(bisect.bisect_right(self._seqs, cursor), self._start())
-        hi = min(lo + limit, len(self._seqs))
-        return list(zip(self._seqs[lo:hi], self._frames[lo:hi], strict=True))
+    async def _send_each(self, blobs: Sequence[bytes]) -> None:
+        ws = self.ws
+        for blob in blobs:
+            for is_text, payload in _frames_in(blob):
+                if is_text:
+                    await ws.send_str(payload.decode())
+                else:
+                    await ws.send_bytes(payload)
 
 
 class _Subscriber:
@@ -140,32 +172,24 @@ class _Subscriber:
         "closing",
         "dropped",
         "last_seq",
-        "protocol",
         "queue",
         "queued_bytes",
         "remote",
-        "transport",
         "waiter",
+        "writer",
         "ws",
     )
 
     def __init__(self, ws: web.WebSocketResponse, remote: str | None, coalesce: bool = True) -> None:
         self.ws = ws
         self.remote = remote
+        self.writer = FrameWriter(ws, coalesce=coalesce)
         self.queue: list[bytes] = []
         self.queued_bytes = 0
         self.last_seq = 0  # highest seq sent or queued; live events at or below it are duplicates
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None  # set while the writer task waits for frames
         self.dropped = False
         self.closing = False
-        # The fast path writes pre-built frames straight to the socket transport; aiohttp keeps both on
-        # its WebSocket writer. If a future aiohttp hides them we fall back to send_bytes per frame.
-        writer = getattr(ws, "_writer", None)
-        self.transport: Any = getattr(writer, "transport", None)
-        self.protocol: Any = getattr(writer, "protocol", None)
-        fast = hasattr(self.protocol, "_drain_helper") and hasattr(self.transport, "writelines")
-        if not (fast and coalesce):
-            self.transport = self.protocol = None
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -175,24 +199,14 @@ class _Subscriber:
                 waiter.set_result(None)
 
     async def write(self, frames: list[bytes]) -> None:
-        """Write complete wire frames, then wait while the transport is over its high-water mark."""
-        transport = self.transport
-        if transport is None:
-            for wire in frames:
-                await self.ws.send_bytes(_ws_payload(wire))
-            return
-        if transport.is_closing():
-            raise ConnectionResetError("subscriber connection closed")
-        transport.writelines(frames)
-        if self.protocol.writing_paused:
-            await self.protocol._drain_helper()
+        await self.writer.write(frames)
 
 
 class EventStreamHub:
     """Serves one subscription NSID from an :class:`EventLog` plus live :meth:`publish` calls.
 
-    ``publish`` must be called on the event loop, in seq order, after the event is persisted (so that a
-    replay reading the log can find it).
+    ``publish``/``publish_batch`` must be called on the event loop, in seq order, after the events are
+    persisted (so that a replay reading the log can find them).
     """
 
     def __init__(
@@ -221,6 +235,8 @@ class EventStreamHub:
         self._live: dict[_Subscriber, None] = {}  # insertion-ordered set
         self._all: set[_Subscriber] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._idle_fed: dict[_Subscriber, None] = {}  # idle writers given frames this round
+        self._write_scheduled = False
         self._last_published = log.latest_seq() or 0
         self._closed = False
         self._gauge = metrics.stream_subscribers.labels(nsid) if metrics else None
@@ -249,31 +265,74 @@ class EventStreamHub:
 
     def publish(self, seq: int, frame: bytes) -> None:
         """Fan a persisted event out to every live subscriber (frame header built once, shared bytes)."""
-        if seq <= self._last_published:
-            raise ValueError(f"publish out of order: seq {seq} after {self._last_published}")
-        self._last_published = seq
+        self.publish_batch(((seq, frame),))
+
+    def publish_batch(self, events: Sequence[tuple[int, bytes]]) -> None:
+        """:meth:`publish` for persisted ``(seq, frame)`` events in ascending seq order, in one pass."""
+        if not events:
+            return
+        last_published = self._last_published
+        for seq, _frame in events:
+            if seq <= last_published:
+                raise ValueError(f"publish out of order: seq {seq} after {last_published}")
+            last_published = seq
+        self._last_published = last_published
         if not self._live:
             return
-        wire = ws_binary_frame(frame)
-        size = len(wire)
+        first = events[0][0]
+        wires = [ws_binary_frame(frame) for _seq, frame in events]
+        size = sum(map(len, wires))
         max_frames, max_bytes = self.max_outbox_frames, self.max_outbox_bytes
         overflowed: list[_Subscriber] | None = None
+        idle_fed = self._idle_fed
         for sub in self._live:
-            if seq <= sub.last_seq:
-                continue
-            sub.last_seq = seq
+            mine, mine_size = wires, size
+            if sub.last_seq >= first:  # joined from a replay that has already sent part of this batch
+                if sub.last_seq >= last_published:
+                    continue
+                skip = next(i for i, (seq, _f) in enumerate(events) if seq > sub.last_seq)
+                mine = wires[skip:]
+                mine_size = sum(map(len, mine))
+            sub.last_seq = last_published
             queue = sub.queue
-            queue.append(wire)
-            sub.queued_bytes += size
+            queue.extend(mine)
+            sub.queued_bytes += mine_size
             if len(queue) > max_frames or sub.queued_bytes > max_bytes:
                 if overflowed is None:
                     overflowed = []
                 overflowed.append(sub)
             elif sub.waiter is not None:
-                sub.wake()
+                idle_fed[sub] = None
         if overflowed:
             for sub in overflowed:
                 self._drop(sub)
+        if idle_fed and not self._write_scheduled:
+            self._write_scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_idle)
+
+    def _write_idle(self) -> None:
+        """Hand the frames queued this round to the sockets of subscribers whose writer task is idle (one
+        callback instead of a task wake-up per subscriber); the others' writer tasks are woken to do it."""
+        self._write_scheduled = False
+        subs, self._idle_fed = self._idle_fed, {}
+        written = 0
+        for sub in subs:
+            frames = sub.queue
+            if not frames or sub.waiter is None or sub.dropped or sub.closing:
+                continue  # already taken by its writer task, or about to be closed
+            if not sub.writer.ready():
+                sub.wake()  # paused or fallback path: the writer task waits for the drain
+                continue
+            sub.queue = []
+            sub.queued_bytes = 0
+            try:
+                sub.writer.write_now(frames)
+            except (ConnectionError, RuntimeError):
+                sub.wake()  # the writer task finds the connection closed and cleans up
+                continue
+            written += len(frames)
+        if written and self._sent is not None:
+            self._sent.inc(written)
 
     def _drop(self, sub: _Subscriber) -> None:
         self._live.pop(sub, None)
@@ -341,10 +400,7 @@ class EventStreamHub:
             self._all.discard(sub)
             if self._gauge is not None:
                 self._gauge.dec()
-            transport = sub.transport
-            if transport is not None and transport.get_write_buffer_size() > 0:
-                # closing waits for the buffer to flush, which a peer that stopped reading never allows
-                asyncio.get_running_loop().call_later(self.close_timeout, transport.abort)
+            sub.writer.abort_if_stuck(self.close_timeout)
         return ws
 
     async def _run(self, sub: _Subscriber, cursor: int | None) -> None:
@@ -453,13 +509,7 @@ class EventStreamHub:
     async def _close_with_error(self, sub: _Subscriber, error: str, message: str) -> None:
         """Error frame, then close (policy violation), as the reference does after an error frame."""
         self._live.pop(sub, None)
-        wire = ws_binary_frame(encode_error(error, message))
-        if sub.transport is not None and not sub.transport.is_closing():
-            # written even while the transport is paused: a consumer that is too slow still gets told why
-            sub.transport.write(wire)
-        elif sub.transport is None:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await sub.ws.send_bytes(_ws_payload(wire))
+        await sub.writer.write_final(ws_binary_frame(encode_error(error, message)))
         await self._close(sub, WSCloseCode.POLICY_VIOLATION, error.encode())
 
     async def _close(self, sub: _Subscriber, code: int, message: bytes = b"") -> None:
