@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -374,7 +375,7 @@ def check_key_syntax(keys: list[bytes]) -> None:
 
 # ---- cache of checked nodes, shared by all trees (a CID names one content, checked on first read) ----
 
-_cache: dict[bytes, Node] = {}  # by binary CID: bytes hash in C, CID objects in Python
+_cache: OrderedDict[bytes, Node] = OrderedDict()  # by binary CID: bytes hash in C, CID objects in Python
 _cache_limit = 65536
 
 
@@ -398,11 +399,10 @@ def _remember(cid: bytes, node: Node) -> None:
     if len(_cache) >= _cache_limit:
         if _cache_limit <= 0:
             return
-        # Drop the older half in one rebuild: deleting from the front of a dict one key at a time leaves
-        # dummies that make later front lookups O(n).
-        keep = list(_cache.items())[len(_cache) // 2 :]
-        _cache.clear()
-        _cache.update(keep)
+        # One eviction per insert, oldest first: dropping half the cache at once cost a relay ~100 ms of
+        # main-thread time every few seconds (its p99 latency). OrderedDict pops its front in O(1), where a
+        # dict's front deletes leave dummies that make later front lookups O(n).
+        _cache.popitem(last=False)
     _cache[cid] = node
 
 
