@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import cbrrr
 import pytest
@@ -14,24 +13,9 @@ import vectors
 from atstack.core.blockstore import MemoryBlockStore
 from atstack.core.cid import CID, cid_for_cbor
 from atstack.core.mst import MST, diff, invert_ops, proof_blocks, verify_tree
-from atstack.core.mst import node as node_module
 from atstack.core.repo_op import RepoOp
 
-_C_PARSE, _C_ENCODE = node_module._c_parse, node_module._c_encode
-
-
-@pytest.fixture(scope="module", params=["c-node", "python-node"], autouse=True)
-def node_backend(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test runs against both MST node codecs: the C fast path and the Python code it falls back to."""
-    if request.param == "c-node" and (_C_PARSE is None or _C_ENCODE is None):
-        pytest.fail("the C extension atstack.core.mst._node_c was not built")
-    use_c = request.param == "c-node"
-    node_module._c_parse = _C_PARSE if use_c else None
-    node_module._c_encode = _C_ENCODE if use_c else None
-    node_module.clear_node_cache()  # nodes decoded by the other backend must not answer for this one
-    yield request.param
-    node_module._c_parse, node_module._c_encode = _C_PARSE, _C_ENCODE
-    node_module.clear_node_cache()
+pytestmark = pytest.mark.usefixtures("node_backend")  # both node codecs (tests/core/conftest.py)
 
 
 # Keys of depth 0-5 from the vectors, so small maps still make multi-level trees, plus keys sharing long

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import cbrrr
@@ -11,25 +10,10 @@ import pytest
 from atstack.core.blockstore import MemoryBlockStore, MissingBlock
 from atstack.core.cid import CID, cid_for_cbor, cid_for_raw, parse_cid
 from atstack.core.mst import MAX_ENTRIES, MST, MSTError, key_depth, verify_tree, walk_tree
-from atstack.core.mst import node as node_module
 from atstack.core.mst.keys import common_prefix_len
 from atstack.core.mst.node import clear_node_cache
 
-_C_PARSE, _C_ENCODE = node_module._c_parse, node_module._c_encode
-
-
-@pytest.fixture(scope="module", params=["c-node", "python-node"], autouse=True)
-def node_backend(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test runs against both MST node codecs: the C fast path and the Python code it falls back to."""
-    if request.param == "c-node" and (_C_PARSE is None or _C_ENCODE is None):
-        pytest.fail("the C extension atstack.core.mst._node_c was not built")
-    use_c = request.param == "c-node"
-    node_module._c_parse = _C_PARSE if use_c else None
-    node_module._c_encode = _C_ENCODE if use_c else None
-    node_module.clear_node_cache()  # nodes decoded by the other backend must not answer for this one
-    yield request.param
-    node_module._c_parse, node_module._c_encode = _C_PARSE, _C_ENCODE
-    node_module.clear_node_cache()
+pytestmark = pytest.mark.usefixtures("node_backend")  # both node codecs (tests/core/conftest.py)
 
 
 LEAF = parse_cid("bafyreie5cvv4h45feadgeuwhbcutmh6t2ceseocckahdoe6uat64zmz454")
