@@ -17,8 +17,10 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,3 +212,61 @@ def run_node(node: str, js_dir: Path, script: str, *args: str, timeout: float = 
     lines = proc.stdout.strip().splitlines()
     assert lines, f"{script} printed nothing; stderr:\n{proc.stderr}"
     return json.loads(lines[-1])
+
+
+class NodeLines:
+    """A Node script as a child process, its stdout JSON lines collected by a reader thread (anything that is
+    not JSON goes to ``junk``); ``send`` writes one JSON command line to its stdin."""
+
+    def __init__(self, node: str, js_dir: Path, script: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [node, script, *args],
+            cwd=js_dir,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[dict[str, Any]] = []
+        self.junk: list[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            with self._cond:
+                try:
+                    self.lines.append(json.loads(raw))
+                except json.JSONDecodeError:
+                    self.junk.append(raw)
+                self._cond.notify_all()
+
+    def wait_for(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float) -> bool:
+        """Until ``done(lines)`` holds (True), the timeout passes or the process exits (then ``done(lines)``)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not done(self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    return done(self.lines)
+                self._cond.wait(min(left, 0.5))
+            return True
+
+    def send(self, command: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> str:
+        """SIGTERM (then kill), and the process's stderr."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+        self._reader.join(timeout=15)
+        return self.proc.stderr.read() if self.proc.stderr else ""

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from interop_support import Account, Stack, create_account, create_record, free_port
+from interop_support import Account, NodeLines, Stack, create_account, create_record, free_port
 
 POST = "app.bsky.feed.post"
 NOTE = "com.example.interop.note"
@@ -65,66 +64,25 @@ def subscribers(url: str) -> int:
     return int(httpx.get(f"{url}/status", timeout=5).json()["subscribers"])
 
 
-class Client:
-    """``jetstream_client.mjs`` as a child process, its JSON lines collected by a reader thread."""
+class Client(NodeLines):
+    """``jetstream_client.mjs`` as a child process: every wait must succeed, and no line may be junk."""
 
     def __init__(self, node: str, js_dir: Path, url: str, options: dict[str, Any]) -> None:
-        self.proc = subprocess.Popen(
-            [
-                node,
-                "jetstream_client.mjs",
-                url.replace("http://", "ws://") + "/subscribe",
-                json.dumps(options),
-            ],
-            cwd=js_dir,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        subscribe = url.replace("http://", "ws://") + "/subscribe"
+        super().__init__(node, js_dir, "jetstream_client.mjs", subscribe, json.dumps(options))
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            with self._cond:
-                self.lines.append(json.loads(raw))
-                self._cond.notify_all()
-
-    def wait_for(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not done(self.lines):
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    break
-                self._cond.wait(min(left, 0.5))
-            assert done(self.lines), f"client state: {self.lines}\nstderr: {self.stderr_if_dead()}"
-
-    def stderr_if_dead(self) -> str:
-        return self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
-
-    def send(self, command: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(command) + "\n")
-        self.proc.stdin.flush()
+    def wait_for(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 20) -> bool:
+        if not super().wait_for(done, timeout):
+            dead = self.proc.poll() is not None and self.proc.stderr
+            raise AssertionError(
+                f"client state: {self.lines}\nstderr: {self.proc.stderr.read() if dead else ''}"
+            )
+        assert self.junk == [], self.junk
+        return True
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         with self._cond:
             return [line for line in self.lines if line["type"] == kind]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._reader.join(5)
 
 
 def post(stack: Stack, acc: Account, collection: str, text: str) -> str:

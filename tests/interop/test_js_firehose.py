@@ -10,9 +10,6 @@ with the CIDs and revs our write responses gave, and that the consumer reported 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -20,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from interop_support import Account, Stack, create_account, xrpc
+from interop_support import Account, NodeLines, Stack, create_account, xrpc
 
 POST = "app.bsky.feed.post"
 NOTE = "com.example.interop.note"
@@ -36,56 +33,6 @@ class Commit:
     cid: str | None
     ops: list[Op]
     texts: dict[str, str]
-
-
-class Consumer:
-    """The Node consumer as a child process, its JSON lines collected by a reader thread."""
-
-    def __init__(self, node: str, js_dir: Path, stack: Stack, cursor: int) -> None:
-        self.proc = subprocess.Popen(
-            [node, "firehose.mjs", stack.ws_url, stack.plc_url, str(cursor)],
-            cwd=js_dir,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[dict[str, Any]] = []
-        self.junk: list[str] = []
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            with self._cond:
-                try:
-                    self.lines.append(json.loads(raw))
-                except json.JSONDecodeError:
-                    self.junk.append(raw)
-                self._cond.notify_all()
-
-    def wait_for(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not done(self.lines):
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    return done(self.lines)
-                self._cond.wait(min(left, 0.5))
-            return True
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        self._reader.join(timeout=15)
-        return self.proc.stderr.read() if self.proc.stderr else ""
 
 
 def _commit_of(resp: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -202,7 +149,7 @@ def test_firehose_validated_by_atproto_sync(stack: Stack, node_js: Path, node22:
     a1, a2, a3 = (c.ops[0][1] for c in commits[0::2])
     b1, b2, _ = (c.ops[0][1] for c in commits[1::2])
 
-    consumer = Consumer(node22, node_js, stack, cursor=0)
+    consumer = NodeLines(node22, node_js, "firehose.mjs", stack.ws_url, stack.plc_url, "0")
     stderr = ""
     try:
         replayed = consumer.wait_for(_all_seen(commits), timeout=90)

@@ -11,19 +11,27 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from interop_support import Account, Service, Stack, create_account, free_port, spawn, wait_healthy, xrpc
+from interop_support import (
+    Account,
+    NodeLines,
+    Service,
+    Stack,
+    create_account,
+    free_port,
+    spawn,
+    wait_healthy,
+    xrpc,
+)
 
 ADMIN = "relay-interop-admin"
 
@@ -100,50 +108,6 @@ def network(tmp_path: Path) -> Iterator[Network]:
             service.stop()
 
 
-class Consumer:
-    def __init__(self, node: str, js_dir: Path, url: str, plc_url: str) -> None:
-        self.proc = subprocess.Popen(
-            [node, "firehose.mjs", url, plc_url, "0"],
-            cwd=js_dir,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            with self._cond:
-                self.lines.append(json.loads(raw))
-                self._cond.notify_all()
-
-    def wait_for(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not done(self.lines):
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    return done(self.lines)
-                self._cond.wait(min(left, 0.5))
-            return True
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        self._reader.join(timeout=15)
-        return self.proc.stderr.read() if self.proc.stderr else ""
-
-
 def post(stack: Stack, account: Account, text: str) -> tuple[str, str, str]:
     record = {"$type": "app.bsky.feed.post", "text": text, "createdAt": "2025-01-01T00:00:00.000Z"}
     resp = xrpc(stack, "POST", "com.atproto.repo.createRecord", account=account,
@@ -168,7 +132,7 @@ def test_two_pdses_through_relay_validated_by_atproto_sync(
         got = {(e["did"], e["commit"]) for e in lines if e.get("kind") == "create"}
         return all((did, cid) in got for did, items in written.items() for _rev, cid, _ in items)
 
-    consumer = Consumer(node22, node_js, network.relay_ws, network.plc_url)
+    consumer = NodeLines(node22, node_js, "firehose.mjs", network.relay_ws, network.plc_url, "0")
     stderr = ""
     try:
         assert consumer.wait_for(all_seen, timeout=60), consumer.lines[-10:]
@@ -181,6 +145,7 @@ def test_two_pdses_through_relay_validated_by_atproto_sync(
         stderr = consumer.stop()
 
     lines = consumer.lines
+    assert consumer.junk == [], consumer.junk
     errors = [e for e in lines if e["kind"] == "error"]
     assert errors == [], (
         f"@atproto/sync reported errors: {json.dumps(errors, indent=1)[:4000]}\n{stderr[-2000:]}"
