@@ -194,19 +194,39 @@ class Ingest:
         if acc.upstream_status is not None:
             raise Drop("inactive_account", f"{acc.did} is {acc.upstream_status} at its host")
 
-    async def _verify(
-        self, did: str, ident: DidIdentity, check: Callable[[Any], Verified], kind: str
+    def _verify(
+        self, did: str, ident: DidIdentity, check: Callable[[Any], Verified], kind: str, started: float
     ) -> Verified:
+        """``check`` with the key we hold, timed from ``started`` into the validation histogram. Synchronous:
+        the steady state needs no await. A :class:`BadSignature` is passed up untimed, for the caller to go
+        on with :meth:`_verify_again`, which times the whole attempt."""
         if ident.key is None:
             raise Drop("identity_unavailable", f"{did} has no atproto signing key")
-        started = time.perf_counter()
+        timed = True
         try:
             return check(ident.key)
         except BadSignature:
-            # the key may have rotated without an #identity reaching us yet: look again, once
+            timed = False
+            raise
+        finally:
+            if timed:
+                self._validation[kind].observe(time.perf_counter() - started)
+
+    async def _verify_again(
+        self,
+        did: str,
+        ident: DidIdentity,
+        check: Callable[[Any], Verified],
+        kind: str,
+        started: float,
+        bad: BadSignature,
+    ) -> Verified:
+        """After ``bad``: the key may have rotated without an #identity reaching us yet, so resolve the DID
+        again and check once more with the new key (``bad`` is raised when there is no new key)."""
+        try:
             refreshed = await self._refresh(did)
             if refreshed is None or refreshed.key is None or refreshed.key == ident.key:
-                raise
+                raise bad
             return check(refreshed.key)
         finally:
             self._validation[kind].observe(time.perf_counter() - started)
@@ -234,15 +254,11 @@ class Ingest:
                 evt, key, state, now, future_tolerance=config.future_rev_tolerance, lenient=config.lenient
             )
 
-        key = ident.key
         started = time.perf_counter()
         try:
-            if key is None:
-                raise BadSignature  # no key at all: _verify says so
-            verified = check(key)
-            self._validation["#commit"].observe(time.perf_counter() - started)
-        except BadSignature:
-            verified = await self._verify(did, ident, check, "#commit")
+            verified = self._verify(did, ident, check, "#commit", started)
+        except BadSignature as bad:
+            verified = await self._verify_again(did, ident, check, "#commit", started, bad)
         if not verified.chain_ok:
             log.info(
                 "chain break",
@@ -277,12 +293,15 @@ class Ingest:
         config = self.config
         now = config.clock()
         state = acc.repo_state()
-        verified = await self._verify(
-            did,
-            ident,
-            lambda key: verify_sync_event(evt, key, state, now, future_tolerance=config.future_rev_tolerance),
-            "#sync",
-        )
+
+        def check(key: Any) -> Verified:
+            return verify_sync_event(evt, key, state, now, future_tolerance=config.future_rev_tolerance)
+
+        started = time.perf_counter()
+        try:
+            verified = self._verify(did, ident, check, "#sync", started)
+        except BadSignature as bad:
+            verified = await self._verify_again(did, ident, check, "#sync", started, bad)
         acc.rev = evt.rev
         acc.commit_cid = verified.cid
         acc.data_cid = verified.commit.data
