@@ -510,3 +510,14 @@ def test_float_bytes_round_trip_as_bytes() -> None:
     # A byte string holding a float64 header and payload is just bytes.
     value = {"b": b"\xfb" + struct.pack(">d", 1.5), "h": hashlib.sha256(b"").digest()}
     assert decode(encode(value)) == value
+
+
+def test_hand_written_uint_heads_match_the_encoder() -> None:
+    from atstack.core.cbor import encode, encode_uint, head_len
+
+    for n in (0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1):
+        assert encode_uint(n) == encode(n)
+        if n < 2**32:
+            assert head_len(n) == len(encode(n))
+        if n < 70_000:  # the same head carries a length
+            assert head_len(n) == len(encode(b"x" * n)) - n

@@ -46,6 +46,8 @@ __all__ = [
     "decode_trusted",
     "encode",
     "encode_json_mode",
+    "encode_uint",
+    "head_len",
     "screen_encoded",
 ]
 
@@ -87,6 +89,24 @@ def encode(obj: Any) -> bytes:
     that may hold floats, out-of-range integers or deep nesting.
     """
     return _encode(obj)
+
+
+def head_len(n: int) -> int:
+    """Bytes of the minimal CBOR head carrying ``n`` (< 2^32): an integer, or a string/array/map length."""
+    return 1 if n < 24 else 2 if n < 256 else 3 if n < 65536 else 5
+
+
+def encode_uint(n: int) -> bytes:
+    """The minimal CBOR encoding of the unsigned integer ``n`` (< 2^64), for code that writes DRISL by hand."""
+    if n < 24:
+        return bytes((n,))
+    if n < 256:
+        return bytes((0x18, n))
+    if n < 65536:
+        return b"\x19" + n.to_bytes(2, "big")
+    if n < 1 << 32:
+        return b"\x1a" + n.to_bytes(4, "big")
+    return b"\x1b" + n.to_bytes(8, "big")
 
 
 def encode_json_mode(obj: Any) -> bytes:

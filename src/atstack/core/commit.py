@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from atstack.core.cbor import CBORDecodeError
+from atstack.core.cbor import CBORDecodeError, head_len
 from atstack.core.cbor import decode as cbor_decode
 from atstack.core.cbor import encode as cbor_encode
 from atstack.core.cid import CID, CODEC_DAG_CBOR, cid_for_cbor, is_blessed
@@ -121,10 +121,6 @@ def decode_commit(block: bytes) -> Commit:
     return Commit(did, version, data, rev, prev, sig)
 
 
-def _head_len(n: int) -> int:
-    return 1 if n < 24 else 2 if n < 256 else 3 if n < 65536 else 5
-
-
 def unsigned_bytes_of_block(block: bytes, commit: Commit) -> bytes:
     """:func:`commit_unsigned_bytes` cut out of the block ``commit`` was strictly decoded from.
 
@@ -133,8 +129,8 @@ def unsigned_bytes_of_block(block: bytes, commit: Commit) -> bytes:
     map head — no re-encoding. Anything unexpected falls back to encoding.
     """
     d, r, s = len(commit.did), len(commit.rev), len(commit.sig)  # a valid DID and TID are ASCII
-    start = 9 + _head_len(d) + d + _head_len(r) + r  # map head, "did" + value, "rev" + value
-    end = start + 4 + _head_len(s) + s
+    start = 9 + head_len(d) + d + head_len(r) + r  # map head, "did" + value, "rev" + value
+    end = start + 4 + head_len(s) + s
     if block[0] == 0xA6 and block[start : start + 4] == b"csig" and len(block) > end:
         return b"\xa5" + block[1:start] + block[end:]
     return commit_unsigned_bytes(commit)

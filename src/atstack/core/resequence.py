@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from atstack.core.cbor import encode as cbor_encode
+from atstack.core.cbor import encode_uint, head_len
 from atstack.core.cid import CID
 
 if TYPE_CHECKING:
@@ -46,27 +47,11 @@ _OP_KEYS = frozenset(("action", "path", "cid", "prev"))
 _OP_FIXED = 1 + 4 + 5 + 7  # map head + the "cid", "path" and "action" keys
 
 
-def _head_len(n: int) -> int:
-    return 1 if n < 24 else 2 if n < 256 else 3 if n < 65536 else 5
-
-
-def _uint(n: int) -> bytes:
-    if n < 24:
-        return bytes((n,))
-    if n < 256:
-        return bytes((0x18, n))
-    if n < 65536:
-        return b"\x19" + n.to_bytes(2, "big")
-    if n < 1 << 32:
-        return b"\x1a" + n.to_bytes(4, "big")
-    return b"\x1b" + n.to_bytes(8, "big")
-
-
 def _link_len(cid: CID | None) -> int:
     if cid is None:
         return 1
     n = len(cid.cid_bytes) + 1  # tag 42 holds 0x00 ‖ binary CID
-    return 2 + _head_len(n) + n
+    return 2 + head_len(n) + n
 
 
 def remember_frame(event: CommitEvent, frame: bytes, body: dict[str, Any]) -> None:
@@ -77,16 +62,16 @@ def remember_frame(event: CommitEvent, frame: bytes, body: dict[str, Any]) -> No
     n = len(_COMMIT_HEADER)
     if frame[n] != 0xA0 + len(body):  # a 1-byte map head: at most 12 fields
         return
-    at = n + 1 + 4 + _head_len(len(ops))  # map head, "ops" key, array head
+    at = n + 1 + 4 + head_len(len(ops))  # map head, "ops" key, array head
     for raw, op in zip(ops, event.ops, strict=True):
         if not raw.keys() <= _OP_KEYS:
             return
         path = len(op.path)  # a valid repo path is ASCII
-        at += _OP_FIXED + _link_len(op.cid) + _head_len(path) + path + 1 + len(op.action)
+        at += _OP_FIXED + _link_len(op.cid) + head_len(path) + path + 1 + len(op.action)
         if op.prev is not None:
             at += 5 + _link_len(op.prev)
     rev = event.rev.encode()
-    seq = _uint(event.seq)
+    seq = encode_uint(event.seq)
     expect = b"crev" + bytes((0x60 + len(rev),)) + rev + b"cseq" + seq
     if frame[at : at + len(expect)] != expect:
         return
@@ -107,4 +92,4 @@ def resequenced(event: CommitEvent) -> bytes | None:
     frame, at, n, fields = wire
     if _fields(event) != fields:
         return None
-    return frame[:at] + _uint(event.seq) + frame[at + n :]
+    return frame[:at] + encode_uint(event.seq) + frame[at + n :]

@@ -35,7 +35,7 @@ from operator import itemgetter
 from cbrrr import _cbrrr
 
 from atstack.core.blockstore import BlockStore, MissingBlock
-from atstack.core.cbor import MAX_BLOCK_SIZE
+from atstack.core.cbor import MAX_BLOCK_SIZE, encode_uint
 from atstack.core.cid import CID, InvalidCID, check_cid_bytes
 from atstack.core.mst.keys import MAX_ENTRIES, MAX_KEY_BYTES, MAX_KEY_DEPTH, MSTError, _key_match
 
@@ -104,10 +104,6 @@ def _bytes_header(n: int) -> bytes:
     return bytes((0x40 + n,)) if n < 24 else bytes((0x58, n)) if n < 256 else b"\x59" + n.to_bytes(2, "big")
 
 
-def _uint(n: int) -> bytes:
-    return bytes((n,)) if n < 24 else bytes((0x18, n)) if n < 256 else b"\x19" + n.to_bytes(2, "big")
-
-
 def _array_header(n: int) -> bytes:
     if n < 24:
         return bytes((0x80 + n,))
@@ -119,7 +115,7 @@ def _array_header(n: int) -> bytes:
 # DRISL written by hand (cbrrr would need a dict per entry and sorts their keys each time). Map keys in
 # canonical order: "e" < "l" in the node, "k" < "p" < "t" < "v" in an entry.
 _BYTES_HEADER = [_bytes_header(n) for n in range(MAX_KEY_BYTES + 1)]
-_P_FIELD = [b"ap" + _uint(n) + b"at" for n in range(MAX_KEY_BYTES + 1)]  # "p": n, then the "t" key
+_P_FIELD = [b"ap" + encode_uint(n) + b"at" for n in range(MAX_KEY_BYTES + 1)]  # "p": n, then the "t" key
 _NODE_HEAD = [b"\xa2ae" + _array_header(n) for n in range(MAX_ENTRIES + 1)]
 _CID_HEAD_36 = b"\xd8\x2a\x58\x25\x00"  # tag 42, 37-byte string, multibase identity prefix
 _NULL = b"\xf6"
