@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import socket
+import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +24,17 @@ from atstack.jetstream import JETSTREAM, JetstreamConfig, JetstreamService, crea
 from atstack.jetstream.compression import decompressor
 from atstack.xrpc.service import start_test_server
 
-__all__ = ["Account", "Jet", "Pds", "Stream", "post_record", "start_jetstream", "wait_until"]
+__all__ = [
+    "Account",
+    "Jet",
+    "Pds",
+    "Stream",
+    "drain_frames",
+    "post_record",
+    "stalled_socket",
+    "start_jetstream",
+    "wait_until",
+]
 
 
 @dataclass
@@ -125,3 +139,46 @@ async def write_posts(pds: Pds, account: Account, n: int, prefix: str = "post") 
         assert r.status == 200, r.body
         out.append(r.body)
     return out
+
+
+def stalled_socket(jet: Jet, path: str) -> socket.socket:
+    """A raw client that completes the WebSocket handshake on ``path`` and then reads nothing."""
+    host, port = jet.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    return sock
+
+
+async def drain_frames(sock: socket.socket) -> list[tuple[int, bytes]]:
+    """Read ``sock`` (from :func:`stalled_socket`) to its end and return its complete frames after the HTTP
+    response, as (opcode, payload); the socket is closed."""
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    chunks = []
+    while True:
+        try:
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 10)
+        except (TimeoutError, ConnectionError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    sock.close()
+    raw = b"".join(chunks)
+    data = raw[raw.index(b"\r\n\r\n") + 4 :]
+    frames, pos = [], 0
+    while pos + 2 <= len(data):
+        opcode, n, head = data[pos] & 0x0F, data[pos + 1] & 0x7F, 2
+        if n == 126:
+            n, head = struct.unpack_from("!H", data, pos + 2)[0], 4
+        elif n == 127:
+            n, head = struct.unpack_from("!Q", data, pos + 2)[0], 10
+        if pos + head + n > len(data):
+            break
+        frames.append((opcode, data[pos + head : pos + head + n]))
+        pos += head + n
+    return frames

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import socket
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
-from jetstream_support import Jet, Stream, start_jetstream, wait_until
+from jetstream_support import Jet, Stream, drain_frames, stalled_socket, start_jetstream, wait_until
 
 from atstack.jetstream.convert import JetEvent
 from atstack.jetstream.filters import KIND_COMMIT
@@ -155,35 +154,13 @@ async def test_unknown_messages_are_ignored(http: aiohttp.ClientSession, jet: Je
     await stream.close()
 
 
-def _read_frames(data: bytes) -> list[tuple[int, bytes]]:
-    frames, pos = [], 0
-    while pos + 2 <= len(data):
-        opcode, n = data[pos] & 0x0F, data[pos + 1] & 0x7F
-        head = 2
-        if n == 126:
-            n, head = struct.unpack_from("!H", data, pos + 2)[0], 4
-        elif n == 127:
-            n, head = struct.unpack_from("!Q", data, pos + 2)[0], 10
-        if pos + head + n > len(data):
-            break
-        frames.append((opcode, data[pos + head : pos + head + n]))
-        pos += head + n
-    return frames
-
-
 async def test_slow_subscriber_is_dropped_and_others_are_not(http: aiohttp.ClientSession, jet: Jet) -> None:
     fanout = jet.service.fanout
     fanout.max_outbox_bytes = 256 * 1024
     fanout.close_timeout = 0.5
     fast = await Stream.open(http, jet.ws)
     # a raw client that completes the handshake and then stops reading
-    host, port = jet.url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET /subscribe HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
+    sock = stalled_socket(jet, "/subscribe")
     await wait_until(lambda: fanout.live_count == 2, what="both live")
     sent = 0
     for _ in range(1000):
@@ -196,20 +173,7 @@ async def test_slow_subscriber_is_dropped_and_others_are_not(http: aiohttp.Clien
     await fast.wait_for(sent, timeout=30)
     assert len(fast.events) == sent and not fast.closed.is_set()
     # the slow client, once it reads, finds the close frame (1008, with the reason) after the data
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    chunks = []
-    while True:
-        try:
-            chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 10)
-        except (TimeoutError, ConnectionError):
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    sock.close()
-    raw = b"".join(chunks)
-    frames = _read_frames(raw[raw.index(b"\r\n\r\n") + 4 :])
+    frames = await drain_frames(sock)
     close = [payload for opcode, payload in frames if opcode == 0x8]
     assert close, "no close frame"
     assert struct.unpack("!H", close[0][:2])[0] == 1008

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import socket
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from jetstream_support import Jet, Stream, wait_until
+from jetstream_support import Jet, Stream, drain_frames, stalled_socket, wait_until
 from jetstream_synthetic import ALICE, BOB, Feed, MovableClock, start_fed
 
 from atstack.jetstream.compression import V1_DICTIONARY_ID, decompressor
@@ -271,21 +269,6 @@ async def test_metrics_count_v2_and_subprotocol_is_exact(
         await s.close()
 
 
-def _frames(data: bytes) -> list[tuple[int, bytes]]:
-    out, pos = [], 0
-    while pos + 2 <= len(data):
-        opcode, n, head = data[pos] & 0x0F, data[pos + 1] & 0x7F, 2
-        if n == 126:
-            n, head = struct.unpack_from("!H", data, pos + 2)[0], 4
-        elif n == 127:
-            n, head = struct.unpack_from("!Q", data, pos + 2)[0], 10
-        if pos + head + n > len(data):
-            break
-        out.append((opcode, data[pos + head : pos + head + n]))
-        pos += head + n
-    return out
-
-
 async def test_slow_v2_subscriber_gets_consumer_too_slow(
     http: aiohttp.ClientSession, fed: tuple[Jet, Feed]
 ) -> None:
@@ -293,13 +276,7 @@ async def test_slow_v2_subscriber_gets_consumer_too_slow(
     jet.service.fanout.max_outbox_bytes = 128 * 1024
     jet.service.fanout.close_timeout = 0.5
     fast = await connect(http, jet)
-    host, port = jet.url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET /xrpc/{NSID} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
+    sock = stalled_socket(jet, f"/xrpc/{NSID}")
     await wait_until(lambda: jet.service.v2.live_count == 2, what="both live")
     last = 0
     for _ in range(2000):
@@ -311,20 +288,7 @@ async def test_slow_v2_subscriber_gets_consumer_too_slow(
     assert jet.service.v2.live_count == 1, "the slow subscriber was not dropped"
     await fast.wait_seq(last)
     assert not fast.done.is_set()
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    chunks = []
-    while True:
-        try:
-            chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 10)
-        except (TimeoutError, ConnectionError):
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    sock.close()
-    raw = b"".join(chunks)
-    frames = _frames(raw[raw.index(b"\r\n\r\n") + 4 :])
+    frames = await drain_frames(sock)
     texts = [orjson.loads(p) for op, p in frames if op == 0x1]
     errors = [t for t in texts if t["$type"] == "error"]
     assert errors and errors[-1]["error"] == "ConsumerTooSlow"
