@@ -11,7 +11,8 @@ from atstack.core.cbor import decode as cbor_decode
 from atstack.core.cbor import encode as cbor_encode
 from atstack.core.crypto import generate_private_key
 from atstack.core.repo import CommitData, RecordWrite, Repo
-from atstack.core.stream import CommitEvent, decode_event, encode_message
+from atstack.core.resequence import remember_frame
+from atstack.core.stream import CommitEvent, Event, decode_event, decode_frame, encode_message, parse_event
 
 POST = "app.bsky.feed.post"
 LIKE = "app.bsky.feed.like"
@@ -20,6 +21,15 @@ SEQS = (1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**53 - 1)
 
 def _record(text: str) -> bytes:
     return cbor_encode({"$type": POST, "text": text, "createdAt": "2025-01-01T00:00:00.000Z"})
+
+
+def _remembering(raw: bytes) -> Event:
+    """What the relay's reader does: decode, then let a #commit remember its frame."""
+    frame = decode_frame(raw)
+    event = parse_event(frame)
+    if type(event) is CommitEvent:
+        remember_frame(event, raw, frame.body)
+    return event
 
 
 def _commits() -> list[tuple[str, CommitData]]:
@@ -52,7 +62,7 @@ def test_spliced_frames_equal_reencoded_frames(upstream_seq: int) -> None:
     commits = _commits()
     kinds = set()
     for did, data in commits:
-        event = decode_event(_frame(did, data, upstream_seq), keep_frame=True)
+        event = _remembering(_frame(did, data, upstream_seq))
         assert type(event) is CommitEvent and event._wire is not None
         kinds.update(op.action for op in event.ops)
         for seq in SEQS:
@@ -66,7 +76,7 @@ def test_spliced_frames_equal_reencoded_frames(upstream_seq: int) -> None:
 def test_frames_with_unknown_fields_are_reencoded() -> None:
     did, data = _commits()[1]
     raw = _frame(did, data, futureField="x")
-    event = decode_event(raw, keep_frame=True)
+    event = _remembering(raw)
     assert type(event) is CommitEvent and event._wire is None
     event.seq = 99
     assert b"futureField" not in event.to_frame()
@@ -74,13 +84,13 @@ def test_frames_with_unknown_fields_are_reencoded() -> None:
     body = cbor_decode(raw[len(encode_message("#commit", {})) - 1 :])
     del body["futureField"]
     body["ops"][0]["extra"] = 1
-    event = decode_event(encode_message("#commit", body), keep_frame=True)
+    event = _remembering(encode_message("#commit", body))
     assert type(event) is CommitEvent and event._wire is None
 
 
 def test_a_changed_field_falls_back_to_encoding() -> None:
     did, data = _commits()[1]
-    event = decode_event(_frame(did, data), keep_frame=True)
+    event = _remembering(_frame(did, data))
     assert type(event) is CommitEvent and event._wire is not None
     event.time = "2030-01-01T00:00:00.000Z"
     event.seq = 8
@@ -88,7 +98,7 @@ def test_a_changed_field_falls_back_to_encoding() -> None:
     assert b"2030-01-01" in event.to_frame()
 
 
-def test_without_keep_frame_nothing_is_remembered() -> None:
+def test_plain_decoding_remembers_nothing() -> None:
     did, data = _commits()[1]
     event = decode_event(_frame(did, data))
     assert type(event) is CommitEvent and event._wire is None

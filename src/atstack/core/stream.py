@@ -22,7 +22,7 @@ from atstack.core.cbor import decode as cbor_decode
 from atstack.core.cbor import encode as cbor_encode
 from atstack.core.cid import CID, CODEC_DAG_CBOR, InvalidCID, check_cid_bytes, is_blessed
 from atstack.core.repo_op import RepoOp
-from atstack.core.resequence import remember_frame, resequenced
+from atstack.core.resequence import resequenced
 from atstack.core.syntax import InvalidSyntax, is_valid_did, is_valid_handle, is_valid_tid, split_repo_path
 
 __all__ = [
@@ -469,16 +469,9 @@ def parse_event(frame: Frame) -> Event:
     return UnknownEvent(frame.op, frame.t, frame.body)
 
 
-def decode_event(
-    data: bytes | memoryview, *, max_size: int = MAX_FRAME_SIZE, keep_frame: bool = False
-) -> Event:
-    """:func:`decode_frame` then :func:`parse_event`. With ``keep_frame``, a ``#commit`` remembers its frame
-    so that re-sending it under another ``seq`` splices the number in (:mod:`atstack.core.resequence`)."""
-    frame = decode_frame(data, max_size=max_size)
-    event = parse_event(frame)
-    if keep_frame and type(event) is CommitEvent:
-        remember_frame(event, bytes(data), frame.body)
-    return event
+def decode_event(data: bytes | memoryview, *, max_size: int = MAX_FRAME_SIZE) -> Event:
+    """:func:`decode_frame` then :func:`parse_event`."""
+    return parse_event(decode_frame(data, max_size=max_size))
 
 
 def encode_event(event: Event) -> bytes:
