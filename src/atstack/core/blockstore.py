@@ -70,10 +70,17 @@ class MemoryBlockStore:
 class HashedBlocks:
     """Read-only blocks keyed by binary CID, each already checked to hash to its CID (a CAR read with
     ``verify``). ``hashed`` tells the MST reader it need not hash them again; ``bytes`` keys hash and compare
-    in C, where :class:`CID` keys run Python-level ``__hash__``/``__eq__``."""
+    in C, where :class:`CID` keys run Python-level ``__hash__``/``__eq__``.
+
+    ``cache_nodes`` is off: such blocks are a transient slice of someone's repo (a firehose commit), whose
+    nodes are rarely read again, and parsing them (in C) costs less than keeping them. Measured on a relay's
+    stream of 1,000 repos: validation was 15 % faster without the shared node cache, and the cached nodes
+    (~10 tracked objects each) made every young-generation GC pass traverse 100k+ survivors, 20–80 ms each.
+    """
 
     __slots__ = ("blocks",)
     hashed = True
+    cache_nodes = False
 
     def __init__(self, blocks: dict[bytes, bytes]) -> None:
         self.blocks = blocks

@@ -403,6 +403,12 @@ def _remember(cid: bytes, node: Node) -> None:
 
 
 def _read(store: BlockStore, cid: CID, level: int | None) -> Node:
+    hashed = getattr(store, "hashed", False)
+    if not getattr(store, "cache_nodes", True):  # a transient slice (HashedBlocks): decoded, not kept
+        data = store.get(cid)
+        if data is None:
+            raise MissingBlock(cid)
+        return decode_node(cid, data, level, hashed=hashed)
     raw = cid.cid_bytes
     node = _cache.get(raw)
     if node is not None and (level is None or node.level == level):
@@ -415,7 +421,7 @@ def _read(store: BlockStore, cid: CID, level: int | None) -> Node:
     if node is not None and node.keys:
         raise MSTError(f"MST node {cid.encode()} of level {node.level} found where level {level} belongs")
     # An empty intermediate node's level comes from its position, so it is decoded per level.
-    node = decode_node(cid, data, level, hashed=getattr(store, "hashed", False))
+    node = decode_node(cid, data, level, hashed=hashed)
     _remember(raw, node)
     return node
 
