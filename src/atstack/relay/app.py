@@ -30,6 +30,7 @@ from atstack.relay.handlers import register_all
 from atstack.relay.identity_cache import IdentityCache, IdentitySource
 from atstack.relay.ingest import Ingest, Item
 from atstack.relay.metrics import RelayMetrics
+from atstack.relay.replay import roll_forward
 from atstack.relay.scheduler import PartitionedQueue
 from atstack.relay.sequencer import Sequencer
 from atstack.relay.slurper import Slurper
@@ -98,7 +99,7 @@ async def _lifecycle(ctx: RelayContext, identity_source: IdentitySource | None) 
     try:
         await db.migrate(MIGRATIONS)
         ctx.db = db
-        sequencer = Sequencer(db, config.clock, ctx.metrics)
+        sequencer = Sequencer(db, config.clock, ctx.metrics, checkpoint_interval=config.checkpoint_interval)
         await sequencer.load()
         ctx.sequencer = sequencer
         hub = EventStreamHub(
@@ -121,6 +122,7 @@ async def _lifecycle(ctx: RelayContext, identity_source: IdentitySource | None) 
             config, db, sequencer, ctx.identities, ctx.metrics, hosts_by_id, lambda: holder[0].session
         )
         await ingest.load()
+        await roll_forward(db, sequencer, ingest.accounts)  # heads accepted after the last checkpoint
         ctx.ingest = ingest
         queue: PartitionedQueue[Item] = PartitionedQueue(
             ingest.handle,

@@ -40,6 +40,7 @@ class RelayConfig:
     # output log
     retention_hours: float = 72.0
     synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "NORMAL"
+    checkpoint_interval: float = 5.0  # repo heads and record counts are written this often (see sequencer)
     # upstream hosts
     default_account_limit: int = 100_000
     default_events_per_second: float = 1_000.0
@@ -73,6 +74,8 @@ class RelayConfig:
             raise ValueError("max_pending_events must be at least 1")
         if self.retention_hours <= 0:
             raise ValueError("retention_hours must be positive")
+        if self.checkpoint_interval < 0:
+            raise ValueError("checkpoint_interval must not be negative")
 
     @property
     def db_path(self) -> Path:

@@ -282,7 +282,7 @@ class Ingest:
             elif op.action == "delete":
                 add(did, op.path.partition("/")[0], -1)
         self.sequencer.emit(did, evt, item.received)
-        self.sequencer.save_account(acc)
+        self.sequencer.defer_account(acc)  # a new head only: written at the next checkpoint
         self._accepted["#commit"].inc()
 
     async def _sync(self, item: Item, evt: SyncEvent) -> None:
@@ -306,7 +306,7 @@ class Ingest:
         acc.commit_cid = verified.cid
         acc.data_cid = verified.commit.data
         self.sequencer.emit(did, evt, item.received)
-        self.sequencer.save_account(acc)
+        self.sequencer.defer_account(acc)
         self._accepted["#sync"].inc()
         if not verified.chain_ok:
             # the repo moved to a commit we never saw: refresh what we derive from its contents

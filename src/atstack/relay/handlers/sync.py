@@ -171,10 +171,40 @@ def register(router: XRPCRouter, ctx: RelayContext) -> None:
             raise InvalidRequestError(f"invalid collection NSID: {collection[:100]!r}")
         limit = int_param(req.params, "limit", 500, 1, 2000)
         cursor = str_param(req.params, "cursor")
-        dids = await ctx.db.read(
-            lambda conn: account_store.list_by_collection(conn, collection, cursor, limit)
-        )
+        dids, more = await _repos_in_collection(ctx, collection, cursor, limit)
         out: dict[str, Any] = {"repos": [{"did": did} for did in dids]}
-        if len(dids) == limit:
+        if more:
             out["cursor"] = dids[-1]
         return out
+
+
+async def _repos_in_collection(
+    ctx: RelayContext, collection: str, cursor: str | None, limit: int
+) -> tuple[list[str], bool]:
+    """A page of active DIDs with records in ``collection``, and whether more follow. The table holds the
+    counts as of the last state checkpoint; the changes since (held by the sequencer) are merged in."""
+    pending = ctx.sequencer.pending_records(collection)
+    if cursor is not None:
+        pending = {did: n for did, n in pending.items() if did > cursor}
+    fetch = limit + sum(1 for n in pending.values() if n < 0)  # room for the rows that drop out
+
+    def read(conn: Any) -> tuple[list[str], dict[str, int]]:
+        page = account_store.list_by_collection(conn, collection, cursor, fetch)
+        return page, account_store.collection_counts(conn, collection, sorted(pending))
+
+    page, counts = await ctx.db.read(read)
+    if not pending:
+        return page[:limit], len(page) >= limit
+    accounts = ctx.ingest.accounts
+    present = set(page)
+    for did, n in pending.items():
+        acc = accounts.get(did)
+        if counts.get(did, 0) + n > 0 and (acc is None or acc.active):
+            present.add(did)
+        else:
+            present.discard(did)
+    merged = sorted(present)
+    if len(page) == fetch:  # the table has more rows past this page: only what sorts before them is known
+        merged = [did for did in merged if did <= page[-1]]
+        return merged[:limit], True
+    return merged[:limit], len(merged) > limit

@@ -11,6 +11,7 @@ from atstack.relay.store.events import insert_rows
 __all__ = [
     "AccountRow",
     "apply_collection_deltas",
+    "collection_counts",
     "get_account",
     "list_accounts_after",
     "list_by_collection",
@@ -96,6 +97,16 @@ def replace_collections(conn: sqlite3.Connection, did: str, counts: dict[str, in
         "INSERT INTO repo_collection (collection, did, records) VALUES (?, ?, ?)",
         [(c, did, n) for c, n in counts.items() if n > 0],
     )
+
+
+def collection_counts(conn: sqlite3.Connection, collection: str, dids: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for start in range(0, len(dids), 500):
+        chunk = dids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT did, records FROM repo_collection WHERE collection = ? AND did IN ({marks})"
+        out.update(conn.execute(sql, [collection, *chunk]).fetchall())
+    return out
 
 
 def list_by_collection(

@@ -24,6 +24,7 @@ class Batch:
     collection_deltas: dict[tuple[str, str], int] = field(default_factory=dict)
     collection_replacements: list[tuple[str, dict[str, int]]] = field(default_factory=list)
     cursors: list[tuple[int, int]] = field(default_factory=list)  # (host_id, upstream seq)
+    state_seq: int | None = None  # a checkpoint: the account tables now reflect every event up to this seq
 
     def __bool__(self) -> bool:
         return bool(
@@ -32,6 +33,7 @@ class Batch:
             or self.collection_deltas
             or self.collection_replacements
             or self.cursors
+            or self.state_seq is not None
         )
 
 
@@ -43,3 +45,5 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> None:
         accounts.replace_collections(conn, did, counts)
     accounts.apply_collection_deltas(conn, batch.collection_deltas)
     hosts.set_cursors(conn, batch.cursors)
+    if batch.state_seq is not None:
+        events.set_state_seq(conn, batch.state_seq)

@@ -2,7 +2,7 @@
 
 ``event.seq`` is the rowid, so the table is clustered by seq: replay is a range scan and retention is a range
 delete from the front. ``meta.last_seq`` remembers the highest seq ever assigned, so a seq is never reused
-even when every event has been trimmed.
+even when every event has been trimmed; ``meta.state_seq`` the last seq whose effects the account tables hold.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ __all__ = [
     "last_assigned_seq",
     "oldest_seq",
     "read_after",
+    "read_dids_after",
+    "set_state_seq",
+    "state_seq",
 ]
 
 
@@ -44,6 +47,26 @@ def append_events(conn: sqlite3.Connection, rows: list[tuple[int, int, str, byte
         " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
         (rows[-1][0],),
     )
+
+
+def state_seq(conn: sqlite3.Connection) -> int | None:
+    """The seq through which the account tables are current (see :mod:`atstack.relay.sequencer`); None
+    for a log written before checkpoints existed."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'state_seq'").fetchone()
+    return row[0] if row else None
+
+
+def set_state_seq(conn: sqlite3.Connection, seq: int) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('state_seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (seq,),
+    )
+
+
+def read_dids_after(conn: sqlite3.Connection, cursor: int, limit: int) -> list[tuple[int, str, bytes]]:
+    return conn.execute(
+        "SELECT seq, did, frame FROM event WHERE seq > ? ORDER BY seq LIMIT ?", (cursor, limit)
+    ).fetchall()
 
 
 def last_assigned_seq(conn: sqlite3.Connection) -> int:
