@@ -242,6 +242,7 @@ async def test_partitioned_queue_orders_per_key_and_bounds_memory() -> None:
         # the queue is bounded: with 5 stuck, 5 more fit, the 11th waits
         for i in range(5):
             await queue.submit(f"k{i}", (f"k{i}", 0))
+        assert not queue.offer("late", ("late", 0))  # full: refused without queueing (the reader then waits)
         blocked = asyncio.create_task(queue.submit("late", ("late", 0)))
         await asyncio.sleep(0.05)
         assert len(queue) >= 5
@@ -274,6 +275,9 @@ async def test_token_bucket_paces() -> None:
     unlimited = TokenBucket(None)
     await unlimited.take()
     assert not unlimited.throttled
+    fresh = TokenBucket(2.0)  # a burst of one second's worth, then a wait of 1/rate per token
+    assert fresh.take_now() == 0.0 and fresh.take_now() == 0.0
+    assert 0.4 < fresh.take_now() <= 0.5 and fresh.throttled
 
 
 # --- output log ------------------------------------------------------------------------------------------

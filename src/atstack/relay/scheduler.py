@@ -93,6 +93,12 @@ class PartitionedQueue(Generic[T]):
     async def submit(self, key: str, item: T) -> None:
         while self._full():
             await self._space.wait()
+        self.offer(key, item)
+
+    def offer(self, key: str, item: T) -> bool:
+        """:meth:`submit` without waiting: False (and nothing queued) when the queue is full."""
+        if self._full():
+            return False
         self._count += 1
         self._idle.clear()
         fifo = self._pending.get(key)
@@ -103,6 +109,7 @@ class PartitionedQueue(Generic[T]):
                 self._wake_one()  # else the worker holding the turn picks the key up before letting go
         else:
             fifo.append(item)  # the key is queued or being drained: its worker will get to it
+        return True
 
     async def wait_idle(self) -> None:
         while not self._idle.is_set():

@@ -69,6 +69,8 @@ class Gate:
         await future
 
     def open(self) -> None:
+        if not self._waiters:
+            return
         waiters, self._waiters = self._waiters, []
         for future in waiters:
             if not future.done():

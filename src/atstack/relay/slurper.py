@@ -26,6 +26,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
@@ -391,7 +392,9 @@ class Slurper:
             kind = msg.type
             if kind is aiohttp.WSMsgType.BINARY:
                 got_any = True
-                await self._frame(host, msg.data)
+                pending = self._frame(host, msg.data)
+                if pending is not None:
+                    await pending
             elif kind is aiohttp.WSMsgType.ERROR:
                 exc = msg.data if isinstance(msg.data, BaseException) else ws.exception()
                 if (
@@ -405,7 +408,9 @@ class Slurper:
                 return got_any
             # text frames are not part of the protocol: ignored
 
-    async def _frame(self, host: HostState, data: bytes) -> None:
+    def _frame(self, host: HostState, data: bytes) -> Coroutine[Any, Any, None] | None:
+        """Take one received frame. Synchronous in the steady state; returns what must be awaited before the
+        next frame is read when the host is over its rate or the ingest queue is full (back-pressure)."""
         received = time.perf_counter()
         host.count_event()
         try:
@@ -449,10 +454,20 @@ class Slurper:
             self.ingest.drop("seq_regression")
             return
         host.last_seen_seq = seq
-        await host.limiter.take()
-        host.tracker.begin(seq)
         did = evt.repo if kind is CommitEvent else evt.did  # type: ignore[union-attr]
-        await self.queue.submit(did, Item(host, seq, evt, received))
+        item = Item(host, seq, evt, received)
+        delay = host.limiter.take_now()
+        if delay:
+            return self._submit_later(delay, did, item)
+        host.tracker.begin(seq)
+        if not self.queue.offer(did, item):
+            return self.queue.submit(did, item)
+        return None
+
+    async def _submit_later(self, delay: float, did: str, item: Item) -> None:
+        await asyncio.sleep(delay)
+        item.host.tracker.begin(item.seq)
+        await self.queue.submit(did, item)
 
     def summaries(self) -> list[dict[str, Any]]:
         return [h.summary() for h in sorted(self.hosts.values(), key=lambda h: h.id)]

@@ -135,19 +135,25 @@ class TokenBucket:
         self.rate = rate
         self._tokens = min(self._tokens, rate or 0.0)
 
-    async def take(self) -> None:
+    def take_now(self) -> float:
+        """Take a token; returns how long to wait before using it (0.0: at once). Synchronous, so the
+        steady state costs the caller no coroutine."""
         rate = self.rate
         if rate is None:
-            return
+            return 0.0
         now = time.monotonic()
         tokens = min(rate, self._tokens + (now - self._stamp) * rate)
         self._stamp = now
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
-            return
         self._tokens = tokens - 1.0
+        if tokens >= 1.0:
+            return 0.0
         self.throttled_at = now
-        await asyncio.sleep((1.0 - tokens) / rate)
+        return (1.0 - tokens) / rate
+
+    async def take(self) -> None:
+        delay = self.take_now()
+        if delay:
+            await asyncio.sleep(delay)
 
     @property
     def throttled(self) -> bool:
