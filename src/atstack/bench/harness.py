@@ -11,7 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Report", "best_rates", "machine_summary", "peak_rss_mib", "percentiles", "rate", "timed_samples"]
+__all__ = [
+    "Report",
+    "best_rates",
+    "k256_verify_rate",
+    "machine_summary",
+    "peak_rss_mib",
+    "percentiles",
+    "rate",
+    "timed_samples",
+]
 
 
 def rate(fn: Callable[[], object], *, seconds: float = 1.0, batch: int = 1) -> float:
@@ -46,6 +55,19 @@ def best_rates(fns: list[Callable[[], object]], *, seconds: float = 1.0, rounds:
         for i, fn in enumerate(fns):
             best[i] = max(best[i], rate(fn, seconds=seconds / rounds))
     return best
+
+
+def k256_verify_rate(seconds: float = 0.5) -> float:
+    """This host's speed right now, as k256 signature checks per second: the largest single cost of a relay's
+    validation, and the figure ``DESIGN.md``'s per-core estimates assume (28k/s). Shared machines drift by
+    a third within minutes, so workloads print it beside the figures it explains."""
+    from atstack.core.crypto import generate_private_key
+
+    key = generate_private_key("k256")
+    message = os.urandom(200)
+    sig = key.sign(message)
+    public = key.public_key
+    return rate(lambda: public.verify(message, sig), seconds=seconds)
 
 
 def timed_samples(fn: Callable[[], object], n: int) -> list[float]:
