@@ -131,8 +131,11 @@ def test_verify_commit_accepts_a_chain_and_flags_breaks() -> None:
 
 @pytest.mark.parametrize(
     "case",
-    ["stale", "future", "no_prev_data", "wrong_key", "root_mismatch", "rev_mismatch", "forged_op", "too_big"],
-)
+    [
+        "stale", "future", "no_prev_data", "wrong_key", "root_mismatch", "rev_mismatch", "forged_op", "too_big",
+        "huge_record", "not_drisl", "not_a_map",
+    ],
+)  # fmt: skip
 def test_verify_commit_drops(case: str) -> None:
     repo, key, (genesis,) = _repo()
     pub = key.public_key  # type: ignore[attr-defined]
@@ -149,7 +152,20 @@ def test_verify_commit_drops(case: str) -> None:
         "rev_mismatch": "field_mismatch",
         "forged_op": "invalid_proof",
         "too_big": "deprecated_flag",
+        "huge_record": "bad_record",
+        "not_drisl": "bad_record",
+        "not_a_map": "bad_record",
     }[case]
+    record = {
+        "huge_record": cbor_encode({"$type": "app.bsky.feed.post", "text": "x" * (1 << 20)}),
+        "not_drisl": b"\xa1\x61a\xf9\x3c\x00",  # a half-precision float: CBOR, but not DRISL
+        "not_a_map": cbor_encode(["a", "list"]),
+    }.get(case)
+    if record is not None:  # signed and proven like any commit: only the record itself is wrong
+        rkey = tid_from_parts(int(now * 1e6), 3)
+        data = repo.apply_writes([RecordWrite.create("app.bsky.feed.post", rkey, record)], key)  # type: ignore[arg-type]
+        evt = _event(data)
+        state = RepoState(data.since, None, data.prev_data)
     if case == "stale":
         state = RepoState(data.rev, data.cid, data.data)
     elif case == "future":

@@ -26,9 +26,17 @@ from atstack.core.mst import MST, MSTError, invert_ops, walk_tree
 from atstack.core.repo_op import RepoOp
 from atstack.core.syntax import InvalidSyntax, is_valid_nsid, split_repo_path
 
-__all__ = ["MAX_SLICE_SIZE", "RepoVerifyError", "VerifiedRepo", "verify_commit_slice", "verify_repo_car"]
+__all__ = [
+    "MAX_RECORD_SIZE",
+    "MAX_SLICE_SIZE",
+    "RepoVerifyError",
+    "VerifiedRepo",
+    "verify_commit_slice",
+    "verify_repo_car",
+]
 
 MAX_SLICE_SIZE = 2_000_000  # the #commit blocks cap
+MAX_RECORD_SIZE = 1 << 20  # a record's CBOR in a #commit (the data-validation guide's 1 MiB)
 _CID_BYTES = attrgetter("cid_bytes")
 
 
@@ -232,7 +240,8 @@ def verify_commit_slice(
     """The Sync 1.1 check of a ``#commit``: returns the signed commit, or raises :class:`RepoVerifyError`.
 
     The root is a commit for ``did`` signed by ``public_key``; the slice's MST nodes prove each op (a created
-    or updated path holds the op's cid, a deleted path is absent) and include those records' blocks; and,
+    or updated path holds the op's cid, a deleted path is absent) and include those records' blocks, each
+    at most :data:`MAX_RECORD_SIZE` and (dag-cbor ones) a strict DRISL map — not lexicon-checked; and,
     when ``prev_data`` is given, inverting the ops yields it. The caller still compares the event's
     ``repo``/``rev``/``commit`` fields with the returned commit and its CID (``roots[0]``).
     """
@@ -246,9 +255,18 @@ def verify_commit_slice(
         if prev_data is not None and prev_data != commit.data:
             raise RepoVerifyError("empty commit changes the MST root")
         return commit
-    for op in ops:
-        if op.cid is not None and op.cid.cid_bytes not in blocks:
+    written = [op for op in ops if op.cid is not None]
+    records = []
+    for op in written:
+        block = blocks.get(op.cid.cid_bytes)  # type: ignore[union-attr]
+        if block is None:
             raise RepoVerifyError(f"{op.action} {op.path}: record block is missing from the slice")
+        if len(block) > MAX_RECORD_SIZE:
+            raise RepoVerifyError(
+                f"record {op.path} of {len(block):,} bytes is over the {MAX_RECORD_SIZE:,} cap"
+            )
+        records.append(block)
+    _check_records([op.path.encode() for op in written], [op.cid for op in written], records)  # type: ignore[misc]
     store = HashedBlocks(blocks)
     try:
         if prev_data is not None:

@@ -94,6 +94,8 @@ def _classify(exc: RepoVerifyError) -> Drop:
         return Drop("field_mismatch", text)
     if text.startswith(("bad CAR", "CAR has no root", "commit block", "bad commit")):
         return Drop("bad_commit", text)
+    if text.startswith("record "):
+        return Drop("bad_record", text)
     return Drop("invalid_proof", text)
 
 
@@ -120,9 +122,11 @@ def verify_commit_event(
     null (a repo's first commit); without it the ops cannot be inverted, so a lenient relay only checks
     their inclusion.
 
-    Does not check: identity, host and account status (the caller's job, before this); record contents
-    (relays never lexicon-validate); the per-record 1 MB cap (the CAR reader caps blocks at 2 MiB); upstream
-    ``seq`` order; ``blobs`` (deprecated, always empty); the event ``time``.
+    Also: every created/updated record is at most 1 MiB and, as dag-cbor, a strict DRISL map (``bad_record``).
+
+    Does not check: identity, host and account status (the caller's job, before this); records against
+    their lexicons (relays never lexicon-validate); upstream ``seq`` order; ``blobs`` (deprecated, always
+    empty); the event ``time``.
     """
     if evt.too_big or evt.rebase:
         raise Drop("deprecated_flag", "tooBig or rebase is set")
