@@ -175,30 +175,54 @@ def _consumers_main(conn: Connection, url: str, n: int) -> None:
     run(_consumers(conn, url, n))
 
 
+class _CountingReader(asyncio.Protocol):
+    """A minimal WebSocket reader: after the upgrade response, count bytes (no frame parsing, no buffering)
+    — cheap enough that a hundred of them fit beside the relay on a small machine."""
+
+    def __init__(self, got: list[int], i: int, upgraded: asyncio.Future[bytes]) -> None:
+        self.got, self.i, self.upgraded = got, i, upgraded
+        self.head = b""
+
+    def data_received(self, data: bytes) -> None:
+        if self.upgraded.done():
+            self.got[self.i] += len(data)
+            return
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end >= 0:
+            self.got[self.i] += len(self.head) - end - 4
+            self.upgraded.set_result(self.head[:end])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError("closed before the upgrade"))
+
+
 async def _raw_reader(url: str, ready: asyncio.Event, got: list[int], i: int) -> None:
-    """A minimal WebSocket reader: handshake, then count bytes (no frame parsing) — cheap enough that a
-    hundred of them fit beside the relay on a small machine."""
     import base64
     import os
 
     from yarl import URL
 
     target = URL(url)
-    reader, writer = await asyncio.open_connection(target.host, target.port)
+    loop = asyncio.get_running_loop()
+    upgraded: asyncio.Future[bytes] = loop.create_future()
+    transport, _ = await loop.create_connection(
+        lambda: _CountingReader(got, i, upgraded), target.host, target.port
+    )
     key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
+    transport.write(
         f"GET {target.raw_path_qs} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
     )
-    head = await reader.readuntil(b"\r\n\r\n")
+    head = await upgraded
     if not head.startswith(b"HTTP/1.1 101"):
         raise RuntimeError(f"upgrade refused: {head[:100]!r}")
     ready.set()
     try:
-        while chunk := await reader.read(1 << 18):
-            got[i] += len(chunk)
+        await asyncio.Future()  # counting happens in data_received until the task is cancelled
     finally:
-        writer.close()
+        transport.close()
 
 
 async def _consumers(conn: Connection, url: str, n: int) -> None:
