@@ -9,10 +9,19 @@ import pytest
 from atstack.core.blockstore import MemoryBlockStore
 from atstack.core.cbor import decode as cbor_decode
 from atstack.core.cbor import encode as cbor_encode
+from atstack.core.cbor import encode_uint
 from atstack.core.crypto import generate_private_key
 from atstack.core.repo import CommitData, RecordWrite, Repo
 from atstack.core.resequence import remember_frame
-from atstack.core.stream import CommitEvent, Event, decode_event, decode_frame, encode_message, parse_event
+from atstack.core.stream import (
+    CommitEvent,
+    Event,
+    _commit_fast,
+    decode_event,
+    decode_frame,
+    encode_message,
+    parse_event,
+)
 
 POST = "app.bsky.feed.post"
 LIKE = "app.bsky.feed.like"
@@ -86,6 +95,60 @@ def test_frames_with_unknown_fields_are_reencoded() -> None:
     body["ops"][0]["extra"] = 1
     event = _remembering(encode_message("#commit", body))
     assert type(event) is CommitEvent and event._wire is None
+
+
+def test_unknown_fields_in_every_place_are_reencoded() -> None:
+    """remember_frame tells lexicon-only maps by their size: an extra field anywhere must still count."""
+    header_len = len(encode_message("#commit", {})) - 1
+    checked = 0
+    for did, data in _commits():
+        raw = _frame(did, data)
+        assert _remembering(raw)._wire is not None  # type: ignore[union-attr]
+        body = cbor_decode(raw[header_len:])
+        variants = [{**body, "a": 1}, {**body, "zzzzzzzzz": None}]  # sorts before "ops"; sorts last
+        for i in range(len(body["ops"])):
+            ops = [dict(op) for op in body["ops"]]
+            ops[i]["x"] = 0
+            variants.append({**body, "ops": ops})
+        for variant in variants:
+            event = _remembering(encode_message("#commit", variant))
+            assert type(event) is CommitEvent and event._wire is None
+            event.seq = 99
+            assert event.to_frame() == encode_message("#commit", event.to_body())
+            checked += 1
+    assert checked > 15
+
+
+def test_crafted_unknown_fields_cannot_fake_the_seq_position() -> None:
+    """An unknown field can hold bytes that read as the expected rev and seq exactly where a lexicon-only
+    frame would have them: only the size checks on the maps keep remember_frame from splicing there."""
+    did, data = _commits()[1]  # one create op
+    body = cbor_decode(_frame(did, data)[len(encode_message("#commit", {})) - 1 :])
+    expect = b"crev" + bytes((0x60 + len(data.rev),)) + data.rev.encode() + b"cseq" + encode_uint(7)
+    ops_len = len(cbor_encode(body["ops"]))
+    op_len = len(cbor_encode(body["ops"][0]))
+    # the body: {"a": <bytes>, "ops": …}; "a" sorts first and its content starts where "ops" would
+    in_body = {**body, "a": bytes(ops_len) + expect + bytes(4)}
+    # the op: {"x": <bytes>, "cid": …}; "x" sorts first, its content starts 6 bytes into the ops array
+    in_op = {**body, "ops": [{**body["ops"][0], "x": bytes(op_len - 5) + expect + bytes(4)}]}
+    for crafted in (in_body, in_op):
+        raw = encode_message("#commit", crafted)
+        assert (
+            raw.find(expect) == len(encode_message("#commit", {})) + 4 + ops_len
+        )  # where the splice would go
+        event = _remembering(raw)
+        assert type(event) is CommitEvent and event._wire is None
+        event.seq = 8
+        assert event.to_frame() == encode_message("#commit", event.to_body())
+
+
+def test_real_commits_take_the_fast_path() -> None:
+    header_len = len(encode_message("#commit", {})) - 1
+    for did, data in _commits():
+        body = cbor_decode(_frame(did, data)[header_len:])
+        fast = _commit_fast(CommitEvent, body)
+        assert fast is not None and fast == CommitEvent._checked(body)
+    assert len(_commits()) == 6
 
 
 def test_a_changed_field_falls_back_to_encoding() -> None:

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import copy
+import dataclasses
+import pickle
 from typing import Any
 
 import pytest
+from cbrrr import _cbrrr
 
-from atstack.core.cbor import encode
+from atstack.core.cbor import decode, encode
 from atstack.core.cid import CID, cid_for_cbor, cid_for_raw
 from atstack.core.repo_op import RepoOp
 from atstack.core.stream import (
@@ -18,6 +22,7 @@ from atstack.core.stream import (
     StreamError,
     SyncEvent,
     UnknownEvent,
+    _commit_fast,
     decode_event,
     decode_frame,
     encode_error,
@@ -196,6 +201,15 @@ def _mutations() -> dict[str, tuple[str, dict[str, Any]]]:
             "op delete without prev": op(action="delete", cid=None),
             "op prev null": op(prev=None),
             "op not map": c(ops=["x"]),
+            "op action list": op(action=["create"]),
+            "op action missing": op(action="DROP"),
+            "op update null cid": op(action="update", cid=None, prev=C2),
+            "op delete cid missing": op(action="delete", cid="DROP", prev=C2),
+            "op delete prev raw bytes": op(action="delete", cid=None, prev=C2.cid_bytes),
+            "op path int": op(path=5),
+            "blob null": c(blobs=[None]),
+            "since empty": c(since=""),
+            "rev uppercase": c(rev=REV.upper()),
             "sync blocks too big": ("#sync", {**_events()[2].to_body(), "blocks": b"\x00" * 10_001}),
             "sync bad did": ("#sync", {**_events()[2].to_body(), "did": "did:PLC:x"}),
             "sync rev not tid": ("#sync", {**_events()[2].to_body(), "rev": "x"}),
@@ -222,7 +236,7 @@ def test_each_violation_rejected() -> None:
         # the typed layer checks on its own too, for frames that did not come through decode_frame
         with pytest.raises(StreamError):
             parse_event(Frame(1, t, body))
-    assert len(cases) > 60
+    assert len(cases) > 70
 
 
 def test_sync_blocks_limit_exact() -> None:
@@ -282,3 +296,138 @@ def test_parse_event_on_frame_and_blobs() -> None:
     assert isinstance(parse_event(Frame(1, "#info", {"name": "x"})), InfoEvent)
     with pytest.raises(StreamError):
         encode_message("", {})
+
+
+# --- the fast paths: the same answers as the full checks ---------------------------------------------------
+
+SHA512_CID = CID(b"\x01\x71\x13\x40" + bytes(range(64)))  # a well-formed CIDv1, but not a blessed one
+PATH = "app.bsky.feed.post/3l2aaaaaaaa22"
+
+
+def _valid_commit_bodies() -> dict[str, tuple[bool, dict[str, Any]]]:
+    """name -> (takes the fast path, body): valid #commit bodies of the common shapes and of rarer ones."""
+    base = _commit_body()
+    create = base["ops"][0]
+    return {
+        "create, update, delete": (True, base),
+        "genesis": (True, _events()[1].to_body()),
+        "no prevData": (True, {k: v for k, v in base.items() if k != "prevData"}),
+        "raw and dag-cbor blobs": (True, {**base, "blobs": [cid_for_raw(b"blob"), C1]}),
+        "rkey outside [a-zA-Z0-9]": (True, {**base, "ops": [{**create, "path": "com.example.thing/lang:en~x"}]}),
+        "did:web too long to remember": (True, {**base, "repo": "did:web:" + "a" * 80 + ".example.com"}),
+        "200 ops": (True, {**base, "ops": [create] * 200}),
+        "unknown fields": (True, {**base, "future": 1, "ops": [{**create, "extra": True}]}),
+        "rebase and tooBig set": (True, {**base, "rebase": True, "tooBig": True}),
+        "sha-512 op cid": (False, {**base, "ops": [{**create, "cid": SHA512_CID}]}),
+        "sha-512 op prev": (False, {**base, "ops": [{"action": "delete", "path": PATH, "cid": None, "prev": SHA512_CID}]}),
+        "sha-512 blob": (False, {**base, "blobs": [SHA512_CID]}),
+    }  # fmt: skip
+
+
+def test_commit_fast_path_agrees_with_full_checks() -> None:
+    """Every body: _commit_fast gives the event the full checks give, or None; from_body agrees with the full
+    checks, event for event and error message for error message."""
+    valid = _valid_commit_bodies()
+    bodies = {name: body for name, (_, body) in valid.items()}
+    bodies.update({name: body for name, (t, body) in _mutations().items() if t == "#commit"})
+    fast_taken = errors = 0
+    for name, body in bodies.items():
+        fast = _commit_fast(CommitEvent, body)
+        try:
+            full = CommitEvent._checked(body)
+        except StreamError as exc:
+            assert fast is None, f"fast path accepted: {name}"
+            with pytest.raises(StreamError) as info:
+                CommitEvent.from_body(body)
+            assert str(info.value) == str(exc), name
+            errors += 1
+            continue
+        assert name in valid, f"full checks accepted: {name}"
+        assert (fast is not None) == valid[name][0], f"fast path taken or not: {name}"
+        event = CommitEvent.from_body(body)
+        assert event == full and event._wire is None, name
+        assert [type(op) for op in event.ops] == [RepoOp] * len(body["ops"]), name
+        assert event.blobs is body["blobs"] and full.blobs is body["blobs"], name
+        fast_taken += fast is not None
+    assert fast_taken == sum(taken for taken, _ in valid.values()) > 5
+    assert errors == len(bodies) - len(valid) > 50
+
+
+def _reference_frame(data: bytes) -> Frame:
+    """What decode_frame returns for a well-formed frame, by decoding the header as any other item."""
+    header, n = _cbrrr.decode_dag_cbor(data, CID, False)
+    return Frame(
+        header["op"], header.get("t") if header["op"] != -1 else None, decode(data[n:], max_size=len(data))
+    )
+
+
+def test_known_headers_decode_like_any_other() -> None:
+    frames = [ev.to_frame() for ev in _events()]
+    frames += [
+        encode_message("#commitx", {"a": 1}),  # unknown types that share a known one's first bytes
+        encode_message("#comm", {"a": 1}),
+        encode_message("#sync", {"a": 1}),  # a known type with a body that breaks its lexicon
+        encode({"op": 1, "t": "#commit", "x": 1}) + encode(_commit_body()),  # an extra header field
+        encode({"op": 2, "t": "#commit"}) + encode(_commit_body()),
+    ]
+    for frame in frames:
+        expected = _reference_frame(frame)
+        assert decode_frame(frame) == expected
+        assert decode_frame(memoryview(frame)) == expected
+        assert decode_frame(bytearray(frame)) == expected
+    assert parse_event(decode_frame(frames[-2])) == parse_event(decode_frame(frames[0]))
+    assert type(decode_event(frames[-1])) is UnknownEvent
+    assert len(frames) == 16
+
+
+def test_known_header_frames_still_fully_checked() -> None:
+    commit_header = encode({"op": 1, "t": "#commit"})
+    cases = {
+        "start of a header": b"\xa2at",
+        "four bytes": b"\xa2atg",
+        "header cut short": commit_header[:-1],
+        "header only": commit_header,
+        "sync header only": encode({"op": 1, "t": "#sync"}),
+        "text head longer than the frame": b"\xa2at\x77#commit",
+        "body not a map": commit_header + encode([1]),
+        "body truncated": commit_header + b"\xa1",
+        "body with a float": commit_header + encode({"a": 1.5}),
+        "body nested too deep": commit_header + b"\x81" * 40 + b"\x01",
+        "body with a bad CID": commit_header + b"\xa1aa\xd8\x2a\x42\x00\x05",
+        "two bodies": commit_header + encode({}) + encode({}),
+        "over the size limit": commit_header + encode({"a": b"x" * 100}),
+    }
+    for name, data in cases.items():
+        with pytest.raises(StreamError):
+            decode_frame(data, max_size=100)
+            pytest.fail(f"accepted: {name}")
+    assert decode_frame(commit_header + encode({"a": b"x" * 80}), max_size=100).body == {"a": b"x" * 80}
+    assert len(cases) == 13
+
+
+def test_repo_op_checks_and_stays_frozen() -> None:
+    ops = [
+        RepoOp("create", PATH, C1),
+        RepoOp("update", PATH, C1, C2),
+        RepoOp(action="delete", path=PATH, cid=None, prev=C2),
+    ]
+    bad = {
+        ("create", None, None): "create needs",
+        ("create", C1, C2): "create needs",
+        ("update", C1, None): "update needs",
+        ("update", None, C2): "update needs",
+        ("delete", C1, C2): "delete needs",
+        ("delete", None, None): "delete needs",
+    }
+    for (action, cid, prev), message in bad.items():
+        with pytest.raises(ValueError, match=message):
+            RepoOp(action, PATH, cid, prev)  # type: ignore[arg-type]
+    op = ops[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        op.path = "x.y.z/a"  # type: ignore[misc]
+    assert op == RepoOp("create", PATH, C1) and hash(op) == hash(RepoOp("create", PATH, C1)) and op != ops[1]
+    assert op.prev is None and ops[2].cid is None and ops[2].prev == C2
+    assert dataclasses.replace(op, path="x.y.z/a") == RepoOp("create", "x.y.z/a", C1)
+    assert [pickle.loads(pickle.dumps(o)) for o in ops] == ops == [copy.deepcopy(o) for o in ops]
+    assert repr(op) == f"RepoOp(action='create', path='{PATH}', cid={C1!r}, prev=None)"
+    assert len(bad) == 6

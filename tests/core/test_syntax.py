@@ -9,6 +9,8 @@ import pytest
 
 import vectors
 from atstack.core import syntax as sx
+from atstack.core.syntax import identifiers
+from atstack.core.syntax.aturi import is_valid_repo_path
 
 # vector file prefix -> function-name suffix in atstack.core.syntax
 KINDS = {
@@ -370,3 +372,77 @@ def test_split_repo_path_collection_cache_keeps_answers() -> None:
         assert sx.split_repo_path(f"com.example.c{i}/self") == (f"com.example.c{i}", "self")
     assert_rejected(sx.split_repo_path, "com.example.c1/.")
     assert sx.split_repo_path("com.example.cached/ok") == ("com.example.cached", "ok")
+
+
+# ---- the hot-path checks: is_valid_did_cached, is_valid_repo_path ------------------------------------------
+
+
+def test_is_valid_did_cached_agrees_with_is_valid_did() -> None:
+    valid = vectors.vector_lines("syntax", "did_syntax_valid.txt")
+    invalid = vectors.vector_lines("syntax", "did_syntax_invalid.txt")
+    valid.append("did:web:" + "a" * 80 + ".example.com")  # valid, but too long to be remembered
+    for _ in range(2):  # the second pass answers from the cache where it can
+        for case in valid:
+            assert identifiers.is_valid_did_cached(case), case
+        for case in invalid:
+            assert not identifiers.is_valid_did_cached(case), case
+    assert not set(invalid) & identifiers._valid_dids, "an invalid DID was remembered"
+    long = {c for c in valid if len(c) > identifiers._VALID_DID_LEN_MAX}
+    assert long and not long & identifiers._valid_dids
+    assert {c for c in valid if len(c) <= identifiers._VALID_DID_LEN_MAX} <= identifiers._valid_dids
+    for bad in (None, 5, b"did:plc:abc", ["did:plc:abc"], "did:plc:abc\n", ""):
+        assert not identifiers.is_valid_did_cached(bad)  # type: ignore[arg-type]
+    assert len(valid) > 1 and len(invalid) > 0
+
+
+def test_did_cache_stays_bounded() -> None:
+    n = identifiers._VALID_DIDS_MAX + 100
+    for i in range(n):
+        assert identifiers.is_valid_did_cached(f"did:plc:{i:024x}")
+    assert 0 < len(identifiers._valid_dids) <= identifiers._VALID_DIDS_MAX
+    assert identifiers.is_valid_did_cached("did:plc:" + "0" * 24)  # dropped or kept, still the same answer
+    assert not identifiers.is_valid_did_cached("did:plc:" + "0" * 23 + "%")
+
+
+def test_is_valid_repo_path_agrees_with_split_repo_path() -> None:
+    rkeys_valid = vectors.vector_lines("syntax", "recordkey_syntax_valid.txt")
+    rkeys_invalid = vectors.vector_lines("syntax", "recordkey_syntax_invalid.txt")
+    cases = [f"app.bsky.feed.post/{k}" for k in rkeys_valid + rkeys_invalid]
+    cases += vectors.vector_lines("mst", "example_keys.txt")
+    # around the isalnum/isascii shortcut: non-ASCII letters and digits, the length limit, dots
+    cases += [
+        "app.bsky.feed.post/3jzfcijpj2z2a",
+        "app.bsky.feed.post/ключ",
+        "app.bsky.feed.post/٣٤",
+        "app.bsky.feed.post/ａｂ",
+        "app.bsky.feed.post/" + "a" * 512,
+        "app.bsky.feed.post/" + "a" * 513,
+        "app.bsky.feed.post/" + "a" * 511 + "é",
+        "app.bsky.feed.post/.",
+        "app.bsky.feed.post/..",
+        "app.bsky.feed.post/...",
+        "app.bsky.feed.post/a~b:c_d.e-f",
+        "app.bsky.feed.post/",
+        "app.bsky.feed.post",
+        "/self",
+        "app.bsky.feed.post/a/b",
+        "app..bsky.post/self",
+        "app.bsky.9post/self",
+        "app.bsky.feed.post/self\n",
+    ]
+    accepted = 0
+    for case in cases:
+        try:
+            sx.split_repo_path(case)
+        except sx.InvalidSyntax:
+            assert not is_valid_repo_path(case), case
+        else:
+            assert is_valid_repo_path(case), case
+            accepted += 1
+    for k in rkeys_valid + rkeys_invalid:
+        assert is_valid_repo_path(f"app.bsky.feed.post/{k}") == (
+            "/" not in k and sx.is_valid_record_key(k)
+        ), k
+    for bad in (None, 5, b"app.bsky.feed.post/self"):
+        assert not is_valid_repo_path(bad)  # type: ignore[arg-type]
+    assert 0 < accepted < len(cases) and len(rkeys_valid) > 0 and len(rkeys_invalid) > 0

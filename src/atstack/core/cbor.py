@@ -128,8 +128,24 @@ def decode(data: bytes, *, max_size: int = MAX_BLOCK_SIZE) -> Any:
         data = bytes(data)  # memoryview/bytearray: the byte screens need real bytes
     if len(data) > max_size:
         raise CBORDecodeError(f"CBOR input of {len(data)} bytes exceeds limit of {max_size}")
-    if _c_screen is not None:
-        return _decode_screened(data, False)
+    if _c_screen is None:
+        return _decode_python_screens(data)
+    # _decode_screened, inlined: this runs for every record and every frame body.
+    try:
+        obj, end = _decode(data, CID, False)
+    except (ValueError, TypeError) as exc:  # CbrrrDecodeError, UnicodeDecodeError
+        raise CBORDecodeError(str(exc) or type(exc).__name__) from None
+    if end != len(data):
+        raise CBORDecodeError(f"{len(data) - end} trailing bytes after the CBOR item")
+    try:
+        _c_screen(data)
+    except ValueError as exc:
+        raise CBORDecodeError(str(exc)) from None
+    return obj
+
+
+def _decode_python_screens(data: bytes) -> Any:
+    """:func:`decode` where the C screen could not be built."""
     if _TAG_BYTE in data:
         return _decode_with_cids(data)
     try:

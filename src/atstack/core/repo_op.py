@@ -7,7 +7,7 @@ Spec: atproto.com/specs/sync (``#repoOp``): ``action`` create|update|delete, ``p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from atstack.core.cid import CID
 
@@ -23,10 +23,25 @@ class RepoOp:
     cid: CID | None
     prev: CID | None = None
 
-    def __post_init__(self) -> None:
-        if self.action == "create" and (self.cid is None or self.prev is not None):
-            raise ValueError("create needs a cid and no prev")
-        if self.action == "update" and (self.cid is None or self.prev is None):
-            raise ValueError("update needs both cid and prev")
-        if self.action == "delete" and (self.cid is not None or self.prev is None):
+    # Written by hand (dataclass keeps it): the generated frozen __init__ goes through object.__setattr__
+    # and then __post_init__, about twice the cost, and a relay builds one RepoOp per op of every commit.
+    def __init__(self, action: Action, path: str, cid: CID | None, prev: CID | None = None) -> None:
+        if action == "create":
+            if cid is None or prev is not None:
+                raise ValueError("create needs a cid and no prev")
+        elif action == "update":
+            if cid is None or prev is None:
+                raise ValueError("update needs both cid and prev")
+        elif action == "delete" and (cid is not None or prev is None):
             raise ValueError("delete needs a prev and no cid")
+        _set_action(self, action)
+        _set_path(self, path)
+        _set_cid(self, cid)
+        _set_prev(self, prev)
+
+
+# The slots' own setters, which the frozen class's __setattr__ does not block.
+_set_action: Any = RepoOp.action.__set__  # type: ignore[attr-defined]
+_set_path: Any = RepoOp.path.__set__  # type: ignore[attr-defined]
+_set_cid: Any = RepoOp.cid.__set__  # type: ignore[attr-defined]
+_set_prev: Any = RepoOp.prev.__set__  # type: ignore[attr-defined]

@@ -26,25 +26,14 @@ if TYPE_CHECKING:
 __all__ = ["remember_frame", "resequenced"]
 
 _COMMIT_HEADER = cbor_encode({"op": 1, "t": "#commit"})
-_BODY_KEYS = frozenset(
-    (
-        "seq",
-        "rebase",
-        "tooBig",
-        "repo",
-        "commit",
-        "rev",
-        "since",
-        "blocks",
-        "ops",
-        "blobs",
-        "time",
-        "prevData",
-    )
-)
-_OP_KEYS = frozenset(("action", "path", "cid", "prev"))
+_HEADER_LEN = len(_COMMIT_HEADER)
+_REQUIRED_FIELDS = 11  # every #commit field but the optional prevData
+_OPS_AT = _HEADER_LEN + 1 + 4  # where the ops array starts: after the body's map head and its "ops" key
 # Encoded lengths of the op map keys with their text heads: "cid" 4, "path" 5, "prev" 5, "action" 7.
 _OP_FIXED = 1 + 4 + 5 + 7  # map head + the "cid", "path" and "action" keys
+_LINK_LEN_36 = 2 + 2 + 37  # a cid-link to a 36-byte (blessed) CID: tag 42, byte string head, 0x00 ‖ CID
+_REV_KEYS = tuple(b"crev" + bytes((0x60 + n,)) for n in range(24))  # the "rev" key, then a short text head
+_SEQ_KEY = b"cseq"
 
 
 def _link_len(cid: CID | None) -> int:
@@ -56,27 +45,38 @@ def _link_len(cid: CID | None) -> int:
 
 def remember_frame(event: CommitEvent, frame: bytes, body: dict[str, Any]) -> None:
     """Let ``event`` (parsed from ``frame``, whose decoded body is ``body``) be re-sequenced by splicing."""
-    if type(frame) is not bytes or not (frame.startswith(_COMMIT_HEADER) and body.keys() <= _BODY_KEYS):
+    # Parsing ``event`` from ``body`` found every required field there (and a "prev" in an op only when it
+    # set op.prev), so a map holds no unknown field iff its size says so.
+    if (
+        type(frame) is not bytes
+        or not frame.startswith(_COMMIT_HEADER)
+        or len(body) != _REQUIRED_FIELDS + ("prevData" in body)
+        or frame[_HEADER_LEN] != 0xA0 + len(body)  # a 1-byte map head: at most 12 fields
+    ):
         return
     ops = body["ops"]
-    n = len(_COMMIT_HEADER)
-    if frame[n] != 0xA0 + len(body):  # a 1-byte map head: at most 12 fields
-        return
-    at = n + 1 + 4 + head_len(len(ops))  # map head, "ops" key, array head
+    at = _OPS_AT + (1 if len(ops) < 24 else head_len(len(ops)))
     for raw, op in zip(ops, event.ops, strict=True):
-        if not raw.keys() <= _OP_KEYS:
+        cid, prev, path = op.cid, op.prev, len(op.path)  # a valid repo path is ASCII
+        if len(raw) != 3 + (prev is not None):
             return
-        path = len(op.path)  # a valid repo path is ASCII
-        at += _OP_FIXED + _link_len(op.cid) + head_len(path) + path + 1 + len(op.action)
-        if op.prev is not None:
-            at += 5 + _link_len(op.prev)
+        at += (
+            _OP_FIXED
+            + (1 if cid is None else _LINK_LEN_36 if len(cid.cid_bytes) == 36 else _link_len(cid))
+            + (1 if path < 24 else head_len(path))
+            + path
+            + 1
+            + len(op.action)
+        )
+        if prev is not None:
+            at += 5 + (_LINK_LEN_36 if len(prev.cid_bytes) == 36 else _link_len(prev))
     rev = event.rev.encode()
-    seq = encode_uint(event.seq)
-    expect = b"crev" + bytes((0x60 + len(rev),)) + rev + b"cseq" + seq
-    if frame[at : at + len(expect)] != expect:
+    if len(rev) >= 24:  # a TID is 13 characters
         return
-    at += len(expect) - len(seq)
-    event._wire = (frame, at, len(seq), _fields(event))
+    seq = encode_uint(event.seq)
+    expect = _REV_KEYS[len(rev)] + rev + _SEQ_KEY + seq
+    if frame.startswith(expect, at):
+        event._wire = (frame, at + len(expect) - len(seq), len(seq), _fields(event))
 
 
 def _fields(event: CommitEvent) -> tuple[Any, ...]:

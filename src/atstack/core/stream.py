@@ -1,4 +1,4 @@
-"""Event-stream framing and the typed messages of ``com.atproto.sync.subscribeRepos``.
+"""The typed messages of ``com.atproto.sync.subscribeRepos`` (framing: :mod:`atstack.core.framing`).
 
 Spec: atproto.com/specs/event-stream ("Framing", "Sequence Numbers") and atproto.com/specs/sync, lexicon
 ``com.atproto.sync.subscribeRepos``. A frame is two concatenated DRISL items: a header
@@ -7,7 +7,9 @@ Spec: atproto.com/specs/event-stream ("Framing", "Sequence Numbers") and atproto
 Framing or CBOR errors are hard errors (the consumer drops the connection): :class:`StreamError`. A frame with
 an unknown ``op`` or ``t`` decodes to :class:`UnknownEvent`, which consumers skip. Known message types are
 checked against the lexicon (required fields, types, DID/TID syntax, size caps); unknown body fields are
-ignored, as the spec asks.
+ignored, as the spec asks. The hot path, a ``#commit`` of the common shape under a canonical header, takes
+straight-line checks (``_commit_fast``); anything unusual goes through the field-by-field checks, which alone
+decide what is wrong and word the error.
 """
 
 from __future__ import annotations
@@ -15,15 +17,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from cbrrr import _cbrrr  # type: ignore[attr-defined]  # the only entry point that reports item length
-
-from atstack.core.cbor import CBORDecodeError, check_data_model_tree
-from atstack.core.cbor import decode as cbor_decode
 from atstack.core.cbor import encode as cbor_encode
 from atstack.core.cid import CID, CODEC_DAG_CBOR, InvalidCID, check_cid_bytes, is_blessed
+from atstack.core.framing import (
+    MAX_FRAME_SIZE,
+    OP_ERROR,
+    OP_MESSAGE,
+    Frame,
+    StreamError,
+    decode_frame,
+    encode_error,
+    encode_message,
+)
 from atstack.core.repo_op import RepoOp
 from atstack.core.resequence import resequenced
-from atstack.core.syntax import InvalidSyntax, is_valid_did, is_valid_handle, is_valid_tid, split_repo_path
+from atstack.core.syntax import InvalidSyntax, is_valid_handle, is_valid_tid, split_repo_path
+from atstack.core.syntax.aturi import is_valid_repo_path
+from atstack.core.syntax.identifiers import _tid_match, is_valid_did_cached
 
 __all__ = [
     "MAX_COMMIT_BLOCKS_SIZE",
@@ -51,86 +61,11 @@ __all__ = [
     "parse_event",
 ]
 
-OP_MESSAGE = 1
-OP_ERROR = -1
-MAX_FRAME_SIZE = 5_000_000
 MAX_COMMIT_BLOCKS_SIZE = 2_000_000
 MAX_SYNC_BLOCKS_SIZE = 10_000
 MAX_COMMIT_OPS = 200
 MAX_SEQ = 2**53  # exclusive: seq must stay exact in a JavaScript double
 _ACTIONS = frozenset(("create", "update", "delete"))
-
-
-class StreamError(ValueError):
-    """A frame is malformed or a known message type breaks its lexicon (reason in the message)."""
-
-
-@dataclass(slots=True)
-class Frame:
-    op: int
-    t: str | None
-    body: dict[str, Any]
-
-
-# --- framing ---------------------------------------------------------------------------------------------
-
-
-def _header_bytes(t: str) -> bytes:
-    return cbor_encode({"op": OP_MESSAGE, "t": t})
-
-
-_HEADER_CACHE: dict[str, bytes] = {}
-_ERROR_HEADER = cbor_encode({"op": OP_ERROR})
-
-
-def encode_message(t: str, body: dict[str, Any]) -> bytes:
-    """A message frame; ``t`` is the short def name with its ``#`` (e.g. ``"#commit"``)."""
-    header = _HEADER_CACHE.get(t)
-    if header is None:
-        if not isinstance(t, str) or not t:
-            raise StreamError("message type must be a non-empty string")
-        header = _HEADER_CACHE.setdefault(t, _header_bytes(t))
-    return header + cbor_encode(body)
-
-
-def encode_error(error: str, message: str | None = None) -> bytes:
-    """An error frame; the sender closes the stream right after it."""
-    body: dict[str, Any] = {"error": error}
-    if message is not None:
-        body["message"] = message
-    return _ERROR_HEADER + cbor_encode(body)
-
-
-def decode_frame(data: bytes | memoryview, *, max_size: int = MAX_FRAME_SIZE) -> Frame:
-    """Split and strictly decode one frame: exactly a header map and a body map, nothing after."""
-    if len(data) > max_size:
-        raise StreamError(f"frame of {len(data)} bytes exceeds limit of {max_size}")
-    if type(data) is not bytes:
-        data = bytes(data)
-    try:
-        header, header_len = _cbrrr.decode_dag_cbor(data, CID, False)
-        check_data_model_tree(header)
-    except (ValueError, TypeError, RecursionError) as exc:
-        raise StreamError(f"invalid frame header: {exc}") from None
-    if header_len >= len(data):
-        raise StreamError("frame has no body")
-    try:
-        body = cbor_decode(data[header_len:], max_size=max_size)
-    except CBORDecodeError as exc:  # includes trailing bytes after the body
-        raise StreamError(f"invalid frame body: {exc}") from None
-    if type(header) is not dict:
-        raise StreamError("frame header is not a map")
-    op = header.get("op")
-    if type(op) is not int:
-        raise StreamError("frame header needs an integer op")
-    t = header.get("t")
-    if op == OP_MESSAGE and type(t) is not str:
-        raise StreamError("message frame header needs a string t")
-    if t is not None and type(t) is not str:
-        raise StreamError("frame header t must be a string")
-    if type(body) is not dict:
-        raise StreamError("frame body is not a map")
-    return Frame(op, t if op != OP_ERROR else None, body)
 
 
 # --- field checks ----------------------------------------------------------------------------------------
@@ -167,7 +102,7 @@ def _bool(body: dict[str, Any], key: str, t: str) -> bool:
 
 def _did(body: dict[str, Any], key: str, t: str) -> str:
     value = _str(body, key, t)
-    if not is_valid_did(value):
+    if not is_valid_did_cached(value):
         raise _fail(t, key, f"is not a valid DID: {value[:100]!r}")
     return value
 
@@ -207,7 +142,7 @@ def _op(raw: Any, t: str) -> RepoOp:
     if type(raw) is not dict:
         raise _fail(t, "ops", "items must be maps")
     action = raw.get("action")
-    if action not in _ACTIONS:
+    if type(action) is not str or action not in _ACTIONS:
         raise _fail(t, "ops", f"action {action!r} is not create/update/delete")
     path = raw.get("path")
     if type(path) is not str:
@@ -228,6 +163,85 @@ def _op(raw: Any, t: str) -> RepoOp:
         return RepoOp(action, path, cid, prev)
     except ValueError as exc:
         raise _fail(t, "ops", f"{action} {path[:300]!r}: {exc}") from None
+
+
+_DAG_CBOR_CID_PREFIX = b"\x01\x71\x12\x20"  # CIDv1 dag-cbor sha2-256: is_blessed(cid, CODEC_DAG_CBOR)
+_BLESSED_CID_PREFIXES = frozenset((_DAG_CBOR_CID_PREFIX, b"\x01\x55\x12\x20"))  # ... or raw: is_blessed(cid)
+
+
+def _blessed(value: Any) -> bool:
+    """A cid-link to a blessed CID (which :func:`_cid` accepts without looking further)."""
+    return type(value) is CID and len(b := value.cid_bytes) == 36 and b[:4] in _BLESSED_CID_PREFIXES
+
+
+def _commit_fast(cls: type[CommitEvent], body: dict[str, Any]) -> CommitEvent | None:
+    """:meth:`CommitEvent.from_body` for the common shape, in few calls: every field as ``_checked`` wants
+    it, every CID blessed, the DID, TIDs and paths plainly valid. None for anything else, which goes to
+    ``_checked``: that either accepts it (building the same event) or says what is wrong."""
+    try:
+        seq, repo, commit, rev, since = body["seq"], body["repo"], body["commit"], body["rev"], body["since"]
+        blocks, ops_raw, time, blobs = body["blocks"], body["ops"], body["time"], body["blobs"]
+        rebase, too_big = body["rebase"], body["tooBig"]
+    except KeyError:
+        return None
+    prev_data = body.get("prevData")
+    if not (
+        type(seq) is int
+        and 0 < seq < MAX_SEQ
+        and type(repo) is str
+        and is_valid_did_cached(repo)
+        and type(commit) is CID
+        and len(b := commit.cid_bytes) == 36
+        and b[:4] == _DAG_CBOR_CID_PREFIX
+        and type(rev) is str
+        and len(rev) == 13
+        and _tid_match(rev) is not None
+        and (since is None or (type(since) is str and len(since) == 13 and _tid_match(since) is not None))
+        and type(blocks) is bytes
+        and len(blocks) <= MAX_COMMIT_BLOCKS_SIZE
+        and type(ops_raw) is list
+        and len(ops_raw) <= MAX_COMMIT_OPS
+        and type(time) is str
+        and type(rebase) is bool
+        and type(too_big) is bool
+        and type(blobs) is list
+        and (not blobs or all(map(_blessed, blobs)))
+    ):
+        return None
+    if prev_data is not None:
+        if not (
+            type(prev_data) is CID and len(b := prev_data.cid_bytes) == 36 and b[:4] == _DAG_CBOR_CID_PREFIX
+        ):
+            return None
+    elif "prevData" in body:
+        return None
+    ops = []
+    for raw in ops_raw:
+        if type(raw) is not dict:
+            return None
+        try:
+            action, path, cid = raw["action"], raw["path"], raw["cid"]
+        except KeyError:
+            return None
+        prev = raw.get("prev")
+        # exactly the cid and prev its action needs (so RepoOp takes them), and never "prev": null
+        if action == "create":
+            if not (
+                type(cid) is CID
+                and len(b := cid.cid_bytes) == 36
+                and b[:4] in _BLESSED_CID_PREFIXES
+                and "prev" not in raw
+            ):
+                return None
+        elif not (
+            (action == "update" and _blessed(cid) and _blessed(prev))
+            or (action == "delete" and cid is None and _blessed(prev))
+        ):
+            return None
+        if not is_valid_repo_path(path):
+            return None
+        ops.append(RepoOp(action, path, cid, prev))
+    return cls(seq, repo, commit, rev, since, blocks, ops, time, prev_data, blobs, rebase, too_big)
 
 
 def _op_body(op: RepoOp) -> dict[str, Any]:
@@ -276,6 +290,10 @@ class CommitEvent(_Message):
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> CommitEvent:
+        return _commit_fast(cls, body) or cls._checked(body)
+
+    @classmethod
+    def _checked(cls, body: dict[str, Any]) -> CommitEvent:
         t = cls.TYPE
         if "since" not in body:
             raise _fail(t, "since", "is required (null for the first commit)")

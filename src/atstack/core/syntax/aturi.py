@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from atstack.core.syntax.errors import InvalidSyntax
 from atstack.core.syntax.identifiers import (
+    RECORD_KEY_MAX,
     _did_problem,
     _handle_problem,
     _nsid_problem,
@@ -31,6 +32,7 @@ __all__ = [
     "ensure_valid_mst_key",
     "is_valid_at_uri",
     "is_valid_mst_key",
+    "is_valid_repo_path",
     "parse_at_uri",
     "split_repo_path",
 ]
@@ -151,21 +153,29 @@ def _is_valid_collection(collection: str) -> bool:
     return True
 
 
+def is_valid_repo_path(path: str) -> bool:
+    """True when ``path`` is ``"<nsid>/<rkey>"`` with a valid NSID and record key (:func:`split_repo_path`)."""
+    if not isinstance(path, str):
+        return False
+    collection, sep, rkey = path.partition("/")
+    # The record key rule of is_valid_record_key, inlined; most keys are TIDs or other plain ASCII letters and
+    # digits, which isalnum/isascii settle without the regex ("." and ".." are not alphanumeric).
+    if not sep or not (
+        (rkey.isalnum() and rkey.isascii() and len(rkey) <= RECORD_KEY_MAX)
+        or (_rkey_match(rkey) is not None and rkey != "." and rkey != "..")
+    ):
+        return False
+    return collection in _valid_collections or _is_valid_collection(collection)
+
+
 def split_repo_path(path: str) -> tuple[str, str]:
     """``"<nsid>/<rkey>"`` -> ``(collection, rkey)``; raises ``InvalidSyntax`` unless both parts are valid."""
-    if isinstance(path, str):
-        collection, sep, rkey = path.partition("/")
-        # The record key rule of is_valid_record_key, inlined (``rkey`` is a str here).
-        if (
-            sep
-            and _rkey_match(rkey) is not None
-            and rkey != "."
-            and rkey != ".."
-            and _is_valid_collection(collection)
-        ):
-            return collection, rkey
+    if is_valid_repo_path(path):
+        collection, _, rkey = path.partition("/")
+        return collection, rkey
     if not isinstance(path, str):
         raise InvalidSyntax("repo path must be a string")
+    collection, _, rkey = path.partition("/")
     if path.count("/") != 1:
         raise InvalidSyntax("repo path must be exactly '<collection>/<rkey>'")
     if not is_valid_nsid(collection):

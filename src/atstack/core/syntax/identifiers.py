@@ -31,6 +31,7 @@ __all__ = [
     "is_supported_did_method",
     "is_valid_at_identifier",
     "is_valid_did",
+    "is_valid_did_cached",
     "is_valid_handle",
     "is_valid_nsid",
     "is_valid_nsid_glob",
@@ -137,6 +138,27 @@ def is_valid_did(s: str) -> bool:
         and _did_match(s) is not None
         and ("%" not in s or _bad_percent(s) is None)
     )
+
+
+# DIDs already found valid. Hot paths see the same DIDs again and again (the repos of a firehose), and a set
+# lookup is much cheaper than the regex. Bounded in count and in the length of what it keeps, so distinct
+# attacker-chosen DIDs cannot grow it without limit.
+_valid_dids: set[str] = set()
+_VALID_DIDS_MAX = 32768
+_VALID_DID_LEN_MAX = 64  # a did:plc is 32 characters
+
+
+def is_valid_did_cached(s: str) -> bool:
+    """:func:`is_valid_did`, remembering the (short) DIDs it found valid."""
+    if type(s) is str and s in _valid_dids:
+        return True
+    if not is_valid_did(s):
+        return False
+    if type(s) is str and len(s) <= _VALID_DID_LEN_MAX:
+        if len(_valid_dids) >= _VALID_DIDS_MAX:
+            _valid_dids.clear()
+        _valid_dids.add(s)
+    return True
 
 
 def _did_problem(s: object) -> str:
