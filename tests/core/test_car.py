@@ -1,15 +1,27 @@
+"""CAR v1 reading and writing. Every test runs on both block readers (the ``car_backend`` fixture switches
+the C fast path of ``read_car_raw`` on and off); a differential property checks the two agree on random valid
+and corrupted CARs, down to the wording of each error."""
+
 from __future__ import annotations
 
 import base64
 import hashlib
 import random
+from collections import Counter
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import vectors
+from atstack.core import car as car_module
 from atstack.core.blockstore import MemoryBlockStore, MissingBlock
 from atstack.core.car import (
+    MAX_BLOCK_SIZE,
+    MAX_BLOCKS,
     CarError,
+    CarFile,
     car_block,
     encode_varint,
     iter_car_blocks,
@@ -22,6 +34,13 @@ from atstack.core.car import (
 )
 from atstack.core.cbor import encode
 from atstack.core.cid import CID, cid_for_cbor, cid_for_raw, parse_cid
+
+try:
+    from atstack.core._car_c import read_blocks as _C_READ_BLOCKS
+except ImportError:
+    _C_READ_BLOCKS = None
+
+pytestmark = pytest.mark.usefixtures("car_backend")
 
 
 def _b64(text: str) -> bytes:
@@ -287,3 +306,213 @@ def test_canonical_one_root_header_shortcut_agrees_with_decoding(root: CID) -> N
         read_car_header(bad_version)
     odd_prefix = car[:14] + b"\x01\x72" + car[16:]  # codec 0x72: still a CID, decoded the long way
     assert read_car_header(odd_prefix)[0][0].cid_bytes[:2] == b"\x01\x72"
+
+
+# ---- the C fast path (atstack.core._car_c) against the Python code it backs ---------------------------------
+
+
+def _c_read_blocks() -> Any:
+    if _C_READ_BLOCKS is None:
+        pytest.fail("the C extension atstack.core._car_c was not built")
+    return _C_READ_BLOCKS
+
+
+def _read_with(data: bytes, use_c: bool, **kw: Any) -> tuple[Any, ...]:
+    """``read_car_raw`` and ``read_car`` with the C path on or off: what they return (blocks in order) or the
+    exception they raise."""
+    saved = car_module._c_read_blocks
+    car_module._c_read_blocks = _c_read_blocks() if use_c else None
+    try:
+        roots, blocks = read_car_raw(data, **kw)
+        parsed: CarFile = read_car(data, **kw)
+    except Exception as exc:
+        return ("raised", type(exc).__name__, str(exc))
+    finally:
+        car_module._c_read_blocks = saved
+    return ("read", roots, list(blocks.items()), parsed.roots, list(parsed.blocks.items()))
+
+
+def _fast_args(car: bytes) -> tuple[bytes, int]:
+    return car, read_car_header(car)[1]
+
+
+def test_c_reader_takes_the_common_shape() -> None:
+    read_blocks = _c_read_blocks()
+    roots, blocks = _sample()
+    car, pos = _fast_args(write_car(roots, blocks))
+    for verify in (True, False):
+        got = read_blocks(car, pos, MAX_BLOCKS, MAX_BLOCK_SIZE, verify)
+        assert list(got.items()) == [(c.cid_bytes, b) for c, b in blocks]
+    assert read_blocks(car, len(car), 0, 0, True) == {}  # no sections at all
+    # exactly at the caps (ints past 64 bits are no cap at all)
+    biggest = max(len(b) for _, b in blocks)
+    assert len(read_blocks(car, pos, len(blocks), biggest, True)) == len(blocks)
+    assert len(read_blocks(car, pos, 1 << 70, 1 << 80, True)) == len(blocks)
+    # duplicates: the first copy and its place in the order stay
+    cid0, data0 = blocks[0]
+    dup, pos = _fast_args(write_car(roots, [*blocks, (cid0, data0)]))
+    assert list(read_blocks(dup, pos, MAX_BLOCKS, MAX_BLOCK_SIZE, True)) == [c.cid_bytes for c, _ in blocks]
+    odd, pos = _fast_args(write_car(roots, [*blocks, (cid0, data0 + b"!")]))
+    assert read_blocks(odd, pos, MAX_BLOCKS, MAX_BLOCK_SIZE, False)[cid0.cid_bytes] == data0
+    # large enough to hash with the GIL released, and a three-byte section length
+    big = [(cid_for_raw(bytes([i]) * 40_000), bytes([i]) * 40_000) for i in range(4)]
+    car, pos = _fast_args(write_car(roots, big))
+    assert list(read_blocks(car, pos, MAX_BLOCKS, MAX_BLOCK_SIZE, True).items()) == [
+        (c.cid_bytes, b) for c, b in big
+    ]
+    corrupt = car[:-1] + b"\x00"
+    assert read_blocks(corrupt, pos, MAX_BLOCKS, MAX_BLOCK_SIZE, True) is None
+    assert read_blocks(corrupt, pos, MAX_BLOCKS, MAX_BLOCK_SIZE, False)[big[-1][0].cid_bytes][-1] == 0
+
+
+def test_c_reader_leaves_everything_else_to_python() -> None:
+    read_blocks = _c_read_blocks()
+    roots, blocks = _sample()
+    pb, sha512, big = _odd_cid_blocks()
+    cid0, data0 = blocks[0]
+    good, pos = _fast_args(write_car(roots, blocks))
+    section = car_block(cid0, data0)
+    head = good[:pos]
+    not_fast = {
+        "wrong digest": write_car(roots, [*blocks[:3], (cid0, data0 + b"!")]),
+        "non-blessed codec": write_car(roots, [*blocks, pb]),
+        "sha2-512": write_car(roots, [*blocks, sha512]),
+        "cidv0": head + encode_varint(34 + 3) + b"\x12\x20" + b"\x00" * 32 + b"abc",
+        "non-minimal length": head + bytes((section[0] | 0x80, 0)) + section[1:],
+        "truncated section": good[:-1],
+        "truncated length": head + b"\x80",
+        "trailing byte": good + b"\x00",
+        "zero-length section": head + b"\x00",
+        "section shorter than a CID": head + encode_varint(10) + cid0.cid_bytes[:10],
+        "ten-byte length": head + b"\xff" * 9 + b"\x01",
+    }
+    for name, car in not_fast.items():
+        assert read_blocks(car, pos, MAX_BLOCKS, MAX_BLOCK_SIZE, True) is None, name
+    assert read_blocks(good, pos, len(blocks) - 1, MAX_BLOCK_SIZE, True) is None  # too many blocks
+    biggest = max(len(b) for _, b in blocks)
+    assert read_blocks(good, pos, MAX_BLOCKS, biggest - 1, True) is None  # a block over the cap
+    assert read_blocks(write_car(roots, [big]), pos, MAX_BLOCKS, len(big[1]) - 1, True) is None
+    # arguments it was not made for
+    for args in (
+        (bytearray(good), pos, MAX_BLOCKS, MAX_BLOCK_SIZE, True),
+        (good, -1, MAX_BLOCKS, MAX_BLOCK_SIZE, True),
+        (good, len(good) + 1, MAX_BLOCKS, MAX_BLOCK_SIZE, True),
+        (good, pos, -1, MAX_BLOCK_SIZE, True),
+        (good, pos, MAX_BLOCKS, -1, True),
+        (good, pos, 1.5, MAX_BLOCK_SIZE, True),
+        (good, pos - 1, MAX_BLOCKS, MAX_BLOCK_SIZE, True),
+    ):
+        assert read_blocks(*args) is None, args[1:]
+    with pytest.raises(TypeError):
+        read_blocks(good, pos)
+
+
+def _digest_flip(cid: bytes, at: int) -> bytes:
+    """One bit of the digest flipped (of whatever a CID damaged by an earlier fault has left)."""
+    if len(cid) <= 4:
+        return cid + b"\x01"
+    i = 4 + at % (len(cid) - 4)
+    return cid[:i] + bytes((cid[i] ^ 1,)) + cid[i + 1 :]
+
+
+_ODD_PREFIXES = (
+    b"\x01\x70\x12\x20",  # dag-pb sha2-256: a CID the exact reader verifies
+    b"\x12\x20",  # CIDv0
+    b"\x01\x71\x12\x1f",  # a 31-byte "sha2-256" digest
+    b"\x01\x71\x13\x20",  # sha2-512 named, 32-byte digest
+    b"\x00\x71\x12\x20",
+    b"\x01\x71\x12\x21",
+    b"\x01\x71\x92\x20",  # a hash-function varint that runs on
+)
+_BODIES = st.one_of(
+    st.binary(max_size=140),
+    st.integers(16_300, 16_400).map(lambda n: b"\x5a" * n),  # around the three-byte section length
+)
+_SECTION_FAULTS = ("non-minimal", "length off", "digest", "body", "prefix", "short", "zero", "huge length")
+
+
+@st.composite
+def _car_cases(draw: st.DrawFn) -> tuple[bytes, dict[str, Any]]:
+    """A CAR of blessed-CID blocks, often damaged: sections, limits, duplicates, truncation, extra bytes."""
+    sections: list[list[bytes]] = []  # [length bytes (b"" for minimal), CID, block]
+    for body in draw(st.lists(_BODIES, max_size=10)):
+        prefix = draw(st.sampled_from(car_module._FAST_PREFIXES))
+        sections.append([b"", prefix + hashlib.sha256(body).digest(), body])
+    if sections and draw(st.booleans()):  # a duplicate, the same bytes or not
+        copy = list(draw(st.sampled_from(sections)))
+        if draw(st.booleans()):
+            copy[2] += b"!"
+        sections.insert(draw(st.integers(0, len(sections))), copy)
+    for fault in draw(st.lists(st.sampled_from(_SECTION_FAULTS), max_size=3)) if sections else ():
+        s = sections[draw(st.integers(0, len(sections) - 1))]
+        n = len(s[1]) + len(s[2])
+        if fault == "non-minimal":
+            v = encode_varint(n)
+            s[0] = v[:-1] + bytes((v[-1] | 0x80, 0))
+        elif fault == "length off":
+            s[0] = encode_varint(max(0, n + draw(st.sampled_from((-37, -2, -1, 1, 2)))))
+        elif fault == "digest":
+            s[1] = _digest_flip(s[1], draw(st.integers(0, 31)))
+        elif fault == "body":
+            s[2] = s[2][:-1] + b"?" if s[2] else b"?"
+        elif fault == "prefix":
+            s[1] = (
+                draw(st.one_of(st.sampled_from(_ODD_PREFIXES), st.binary(min_size=1, max_size=5))) + s[1][4:]
+            )
+        elif fault == "short":
+            s[1], s[2] = s[1][: draw(st.integers(0, 35))], b""
+        elif fault == "zero":
+            s[0], s[1], s[2] = b"\x00", b"", b""
+        else:
+            s[0] = draw(st.sampled_from((b"\xff" * 8 + b"\x7f", b"\xff" * 9 + b"\x01", b"\x80" * 9)))
+    body = b"".join((s[0] or encode_varint(len(s[1]) + len(s[2]))) + s[1] + s[2] for s in sections)
+    head = _header({"roots": [cid_for_cbor(b"\xa0")] * draw(st.integers(0, 2)), "version": 1})
+    data = head + body
+    tail = draw(st.sampled_from(("none", "none", "truncate", "trailing", "flip")))
+    if tail == "truncate" and body:
+        data = data[: draw(st.integers(len(head), len(data) - 1))]
+    elif tail == "trailing":
+        data += draw(st.binary(min_size=1, max_size=6))
+    elif tail == "flip" and body:
+        i = draw(st.integers(len(head), len(data) - 1))
+        data = data[:i] + bytes((data[i] ^ draw(st.integers(1, 255)),)) + data[i + 1 :]
+    biggest = max((len(s[2]) for s in sections), default=0)
+    kw = {
+        "verify": draw(st.booleans()),
+        # mostly the defaults: a tight cap would reject most damaged CARs before their damage is reached
+        "max_blocks": draw(st.sampled_from((MAX_BLOCKS,) * 5 + (len(sections), len(sections) - 1, 0))),
+        "max_block_size": draw(st.sampled_from((MAX_BLOCK_SIZE,) * 4 + (biggest, biggest - 1, 16_000, 0))),
+    }
+    return data, kw
+
+
+def test_c_path_differential() -> None:
+    """Random valid and damaged CARs: the same blocks, or the same exception and message, either way."""
+    read_blocks = _c_read_blocks()
+    seen: Counter[str] = Counter()
+
+    @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_car_cases())
+    def check(case: tuple[bytes, dict[str, Any]]) -> None:
+        data, kw = case
+        with_c = _read_with(data, True, **kw)
+        assert with_c == _read_with(data, False, **kw)
+        pos = read_car_header(data)[1]  # the header is always well-formed here
+        fast = read_blocks(data, pos, kw["max_blocks"], kw["max_block_size"], kw["verify"])
+        if fast is not None:  # what it takes, Python reads the same way
+            assert ("read", list(fast.items())) == (with_c[0], with_c[2])
+        seen["fast" if fast is not None else with_c[0]] += 1
+
+    check()
+    assert seen["fast"] > 0 and seen["read"] > 0 and seen["raised"] > 0, seen
+
+
+def test_interop_fixtures_take_the_c_path() -> None:
+    read_blocks = _c_read_blocks()
+    ran = 0
+    for fx in _fixtures():
+        car = _b64(fx["car"])
+        got = read_blocks(car, read_car_header(car)[1], MAX_BLOCKS, MAX_BLOCK_SIZE, True)
+        assert list(got.items()) == [(parse_cid(b["cid"]).cid_bytes, _b64(b["bytes"])) for b in fx["blocks"]]
+        ran += 1
+    assert ran > 0

@@ -13,6 +13,9 @@ Two readers share those rules. :func:`iter_car_blocks` checks block by block as 
 and :func:`read_car_raw` first split the whole CAR in one tight loop that assumes the blessed 36-byte CIDs
 repos use, check that assumption for all sections at once, and hash all blocks in one pass; a CAR
 with any other CID goes through the block-by-block reader instead, so the answer is the same either way.
+The optional C extension ``_car_c`` (built from ``_car_c.c``) does that split and hash check in one call
+when every section has the common shape and every hash matches; anything else (errors included) comes back
+to this Python code, which alone decides what to reject and how to word it.
 
 The repository export order we write is the "preferred" one the spec leaves open: the commit, then the MST
 walked depth-first in key order with every record right after the entry that links to it, so a streaming
@@ -22,7 +25,7 @@ reader sees records in key order.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -68,6 +71,13 @@ _BLESSED = frozenset(_FAST_PREFIXES)
 # 14 bytes before a blessed 36-byte root CID and the 9 after it.
 _ONE_ROOT_HEAD = bytes.fromhex("3aa265726f6f747381d82a582500")
 _ONE_ROOT_TAIL = b"\x67version\x01"
+
+_ReadBlocks = Callable[[bytes, int, int, int, bool], dict[bytes, bytes] | None]
+_c_read_blocks: _ReadBlocks | None
+try:  # the compiled fast path (atstack/core/_car_c.c); without it, the Python code below does it all
+    from atstack.core._car_c import read_blocks as _c_read_blocks
+except ImportError:
+    _c_read_blocks = None
 
 
 class CarError(ValueError):
@@ -262,6 +272,11 @@ def read_car_raw(
     if type(data) is not bytes:
         data = bytes(data)  # one copy; slicing bytes is cheaper than slicing a memoryview
     roots, pos = read_car_header(data, max_size=max_size)
+    if _c_read_blocks is not None:
+        # None unless every section is the common shape and hashes right: then the code below decides.
+        by_cid = _c_read_blocks(data, pos, max_blocks, max_block_size, verify)
+        if by_cid is not None:
+            return roots, by_cid
     sections = _split_sections(data, pos, max_blocks, max_block_size)
     if sections is not None:
         cids, blocks = sections

@@ -1,7 +1,8 @@
 /*
- * SHA-256 (FIPS 180-4) for the MST node fast path (_node_c.c, its only includer): a portable compression
- * function and, on x86-64 with GCC/Clang, one using the SHA extensions when the CPU has them. Static
- * functions only; _node_c.c picks the block function once when the module loads.
+ * SHA-256 (FIPS 180-4) for the compiled fast paths (mst/_node_c.c and core/_car_c.c include it): a portable
+ * compression function and, on x86-64 with GCC/Clang, one using the SHA extensions when the CPU has them.
+ * Static functions only, so each extension gets its own copy; each picks the block function once when it
+ * loads.
  */
 #ifndef ATSTACK_NODE_SHA256_H
 #define ATSTACK_NODE_SHA256_H
