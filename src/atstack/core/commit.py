@@ -17,7 +17,8 @@ from atstack.core.cbor import decode as cbor_decode
 from atstack.core.cbor import encode as cbor_encode
 from atstack.core.cid import CID, CODEC_DAG_CBOR, cid_for_cbor, is_blessed
 from atstack.core.crypto import PrivateKey, PublicKey
-from atstack.core.syntax import is_valid_did, is_valid_tid
+from atstack.core.syntax import is_valid_tid
+from atstack.core.syntax.identifiers import is_valid_did_cached
 
 __all__ = [
     "COMMIT_VERSION",
@@ -104,7 +105,7 @@ def decode_commit(block: bytes) -> Commit:
     if type(version) is not int or version != COMMIT_VERSION:
         raise CommitError(f"unsupported commit version {version!r}")
     did = obj["did"]
-    if type(did) is not str or not is_valid_did(did):
+    if type(did) is not str or not is_valid_did_cached(did):
         raise CommitError("commit did is not a valid DID")
     data = obj["data"]
     if type(data) is not CID or not is_blessed(data, CODEC_DAG_CBOR):
