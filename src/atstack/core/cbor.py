@@ -130,30 +130,14 @@ def decode(data: bytes, *, max_size: int = MAX_BLOCK_SIZE) -> Any:
         raise CBORDecodeError(f"CBOR input of {len(data)} bytes exceeds limit of {max_size}")
     if _c_screen is None:
         return _decode_python_screens(data)
-    # _decode_screened, inlined: this runs for every record and every frame body.
-    try:
-        obj, end = _decode(data, CID, False)
-    except (ValueError, TypeError) as exc:  # CbrrrDecodeError, UnicodeDecodeError
-        raise CBORDecodeError(str(exc) or type(exc).__name__) from None
-    if end != len(data):
-        raise CBORDecodeError(f"{len(data) - end} trailing bytes after the CBOR item")
-    try:
-        _c_screen(data)
-    except ValueError as exc:
-        raise CBORDecodeError(str(exc)) from None
-    return obj
+    return _decode_screened(data, False)
 
 
 def _decode_python_screens(data: bytes) -> Any:
     """:func:`decode` where the C screen could not be built."""
     if _TAG_BYTE in data:
         return _decode_with_cids(data)
-    try:
-        obj, end = _decode(data, CID, False)
-    except (ValueError, TypeError) as exc:  # CbrrrDecodeError, UnicodeDecodeError
-        raise CBORDecodeError(str(exc) or type(exc).__name__) from None
-    if end != len(data):
-        raise CBORDecodeError(f"{len(data) - end} trailing bytes after the CBOR item")
+    obj = _decode_whole(data, False)
     # No CID: the screens of _screen() on the whole input, inlined for the most common case.
     if (
         _FLOAT64_HEAD in data
@@ -185,12 +169,7 @@ def decode_json_mode(data: bytes, *, max_size: int = MAX_BLOCK_SIZE) -> Any:
             return _decode(data, CID, True)[0]
         except (ValueError, TypeError) as exc:
             raise CBORDecodeError(str(exc) or type(exc).__name__) from None
-    try:
-        obj, end = _decode(data, CID, True)  # rejects floats itself
-    except (ValueError, TypeError) as exc:
-        raise CBORDecodeError(str(exc) or type(exc).__name__) from None
-    if end != len(data):
-        raise CBORDecodeError(f"{len(data) - end} trailing bytes after the CBOR item")
+    obj = _decode_whole(data, True)  # rejects floats itself
     _screen(obj, data, b"", json_mode=True)
     return obj
 
@@ -210,14 +189,20 @@ def screen_encoded(obj: Any, data: bytes) -> None:
     _screen(obj, data, b"", json_mode=False)
 
 
-def _decode_screened(data: bytes, json_mode: bool) -> Any:
-    """cbrrr decodes (and checks structure), then one C pass checks the rest of the data-model rules."""
+def _decode_whole(data: bytes, json_mode: bool, cid_type: Any = CID) -> Any:
+    """cbrrr's decode of exactly one item filling ``data`` (structure and canonical form checked)."""
     try:
-        obj, end = _decode(data, CID, json_mode)
+        obj, end = _decode(data, cid_type, json_mode)
     except (ValueError, TypeError) as exc:  # CbrrrDecodeError, UnicodeDecodeError
         raise CBORDecodeError(str(exc) or type(exc).__name__) from None
     if end != len(data):
         raise CBORDecodeError(f"{len(data) - end} trailing bytes after the CBOR item")
+    return obj
+
+
+def _decode_screened(data: bytes, json_mode: bool) -> Any:
+    """cbrrr decodes (and checks structure), then one C pass checks the rest of the data-model rules."""
+    obj = _decode_whole(data, json_mode)
     try:
         _c_screen(data)  # type: ignore[misc]
     except ValueError as exc:
@@ -241,12 +226,7 @@ def check_data_model_tree(obj: Any) -> None:
 
 def _decode_with_cids(data: bytes) -> Any:
     raws: list[bytes] = []
-    try:
-        obj, end = _decode(data, _cid_collector(raws.append), False)
-    except (ValueError, TypeError) as exc:
-        raise CBORDecodeError(str(exc) or type(exc).__name__) from None
-    if end != len(data):
-        raise CBORDecodeError(f"{len(data) - end} trailing bytes after the CBOR item")
+    obj = _decode_whole(data, False, _cid_collector(raws.append))
     for raw in raws:
         if len(raw) != 36 or raw[:4] not in _BLESSED_PREFIXES:
             try:
