@@ -10,10 +10,11 @@ import aiohttp
 from relay_support import get_json, start_pds, start_relay
 
 from atstack.core.blockstore import MemoryBlockStore
+from atstack.core.car import write_car
 from atstack.core.cbor import encode as cbor_encode
 from atstack.core.crypto import generate_private_key
 from atstack.core.repo import RecordWrite, Repo
-from atstack.core.stream import CommitEvent
+from atstack.core.stream import CommitEvent, SyncEvent
 from atstack.core.tid import tid_from_parts
 from atstack.relay.metrics import RelayMetrics
 from atstack.relay.replay import roll_forward
@@ -65,7 +66,8 @@ async def _state(db: Database) -> tuple[account_store.AccountRow | None, dict[st
 
 
 async def test_heads_roll_forward_after_a_crash(tmp_path: Path) -> None:
-    commits = _commits(7)
+    commits = _commits(8)
+    synced = commits.pop()  # announced by a #sync (as after a resync): its head counts, it has no ops
     db = Database(tmp_path / "relay.sqlite", synchronous="NORMAL")
     await db.migrate(MIGRATIONS)
     try:
@@ -78,10 +80,16 @@ async def test_heads_roll_forward_after_a_crash(tmp_path: Path) -> None:
         await seqr.wait_flushed()
         for cd in commits[1:]:
             _accept(seqr, acc, cd)
+        acc.rev, acc.commit_cid, acc.data_cid = synced.rev, synced.cid, synced.data
+        blocks = write_car([synced.cid], [(synced.cid, synced.commit_block)])
+        seqr.emit(
+            DID, SyncEvent(seq=0, did=DID, blocks=blocks, rev=synced.rev, time="2025-01-01T00:00:00.000Z")
+        )
+        seqr.defer_account(acc)
         await seqr.wait_flushed()
         row, counts, state_seq = await _state(db)
         # the events are on disk; the head and counts wait for the checkpoint
-        assert seqr.latest_seq() == 7 and state_seq == 0
+        assert seqr.latest_seq() == 8 and state_seq == 0
         assert row is not None and row.rev == commits[0].rev and counts == {}
         assert seqr.pending_records(POST) == {DID: 2 * 7 - 2}
         seqr._task.cancel()  # a crash: the pending state is never written
@@ -89,8 +97,8 @@ async def test_heads_roll_forward_after_a_crash(tmp_path: Path) -> None:
         seqr2 = Sequencer(db, time.time, RelayMetrics(XRPCMetrics("b")), checkpoint_interval=3600)
         await seqr2.load()
         accounts = {DID: Account.from_row(row)}
-        assert await roll_forward(db, seqr2, accounts) == 7
-        last = commits[-1]
+        assert await roll_forward(db, seqr2, accounts) == 8
+        last = synced
         assert (accounts[DID].rev, accounts[DID].commit_cid, accounts[DID].data_cid) == (
             last.rev, last.cid, last.data
         )  # fmt: skip
@@ -98,7 +106,7 @@ async def test_heads_roll_forward_after_a_crash(tmp_path: Path) -> None:
         await seqr2.wait_flushed()
         row, counts, state_seq = await _state(db)
         assert row is not None and row.rev == last.rev and row.commit_cid == last.cid.cid_bytes
-        assert counts == {DID: 12} and state_seq == 7
+        assert counts == {DID: 12} and state_seq == 8
         await seqr2.close()
 
         # a clean stop checkpoints: nothing to replay on the next start
