@@ -235,6 +235,7 @@ error:
 }
 
 static PyObject *py_parse_node(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "parse_node(data, level, cid_type) takes 3 arguments");
         return NULL;
@@ -324,6 +325,7 @@ static uint8_t *write_link(uint8_t *o, PyObject *raw) {
 }
 
 static PyObject *py_encode_node(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "encode_node(keys, vals, subs, cid_type) takes 4 arguments");
         return NULL;
@@ -429,6 +431,7 @@ done:
 }
 
 static PyObject *py_sha256(PyObject *self, PyObject *args) {
+    (void)self;
     Py_buffer view;
     int portable = 0;
     if (!PyArg_ParseTuple(args, "y*|p", &view, &portable)) return NULL;
@@ -458,7 +461,12 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_node_c", NULL, -1, methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_node_c",
+    .m_size = -1,
+    .m_methods = methods,
+};
 
 PyMODINIT_FUNC PyInit__node_c(void) {
     init_key_chars();
