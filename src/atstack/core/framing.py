@@ -19,6 +19,7 @@ from atstack.core.cbor import encode as cbor_encode
 from atstack.core.cid import CID
 
 __all__ = [
+    "COMMIT_HEADER",
     "MAX_FRAME_SIZE",
     "OP_ERROR",
     "OP_MESSAGE",
@@ -82,8 +83,8 @@ _MESSAGE_HEADERS: dict[bytes, str] = {
     _header_bytes(t): t for t in ("#commit", "#sync", "#identity", "#account", "#info")
 }
 _MESSAGE_HEADER_START = b"\xa2at"
-_COMMIT_HEADER = _header_bytes("#commit")  # most frames: checked first
-_COMMIT_HEADER_LEN = len(_COMMIT_HEADER)
+COMMIT_HEADER = _header_bytes("#commit")  # most frames: checked first (and spliced by core.resequence)
+_COMMIT_HEADER_LEN = len(COMMIT_HEADER)
 
 
 def decode_frame(data: bytes | memoryview, *, max_size: int = MAX_FRAME_SIZE) -> Frame:
@@ -93,7 +94,7 @@ def decode_frame(data: bytes | memoryview, *, max_size: int = MAX_FRAME_SIZE) ->
     if type(data) is not bytes:
         data = bytes(data)
     header: Any = None
-    if data.startswith(_COMMIT_HEADER):
+    if data.startswith(COMMIT_HEADER):
         t: str | None = "#commit"
         header_len = _COMMIT_HEADER_LEN
     else:

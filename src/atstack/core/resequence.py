@@ -16,17 +16,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from atstack.core.cbor import encode as cbor_encode
 from atstack.core.cbor import encode_uint, head_len
 from atstack.core.cid import CID
+from atstack.core.framing import COMMIT_HEADER
 
 if TYPE_CHECKING:
     from atstack.core.stream import CommitEvent
 
 __all__ = ["remember_frame", "resequenced"]
 
-_COMMIT_HEADER = cbor_encode({"op": 1, "t": "#commit"})
-_HEADER_LEN = len(_COMMIT_HEADER)
+_HEADER_LEN = len(COMMIT_HEADER)
 _REQUIRED_FIELDS = 11  # every #commit field but the optional prevData
 _OPS_AT = _HEADER_LEN + 1 + 4  # where the ops array starts: after the body's map head and its "ops" key
 # Encoded lengths of the op map keys with their text heads: "cid" 4, "path" 5, "prev" 5, "action" 7.
@@ -49,7 +48,7 @@ def remember_frame(event: CommitEvent, frame: bytes, body: dict[str, Any]) -> No
     # set op.prev), so a map holds no unknown field iff its size says so.
     if (
         type(frame) is not bytes
-        or not frame.startswith(_COMMIT_HEADER)
+        or not frame.startswith(COMMIT_HEADER)
         or len(body) != _REQUIRED_FIELDS + ("prevData" in body)
         or frame[_HEADER_LEN] != 0xA0 + len(body)  # a 1-byte map head: at most 12 fields
     ):
