@@ -80,14 +80,19 @@ class Service:
             return ""
 
     def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        return self.proc.returncode
+        return terminate(self.proc)
+
+
+def terminate(proc: subprocess.Popen[Any]) -> int | None:
+    """SIGTERM, then kill if it has not exited within 15 s; returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+    return proc.returncode
 
 
 def spawn(name: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> Service:
@@ -261,12 +266,6 @@ class NodeLines:
 
     def stop(self) -> str:
         """SIGTERM (then kill), and the process's stderr."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
+        terminate(self.proc)
         self._reader.join(timeout=15)
         return self.proc.stderr.read() if self.proc.stderr else ""
