@@ -10,7 +10,7 @@ import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import orjson
@@ -93,9 +93,9 @@ class Stream:
 
     @classmethod
     async def open(
-        cls, http: aiohttp.ClientSession, url: str, params: Any = None, headers: Any = None
-    ) -> Stream:
-        ws = await http.ws_connect(url, params=params, headers=headers, max_msg_size=0)
+        cls, http: aiohttp.ClientSession, url: str, params: Any = None, headers: Any = None, **kw: Any
+    ) -> Self:
+        ws = await http.ws_connect(url, params=params, headers=headers, max_msg_size=0, **kw)
         stream = cls(ws)
         stream.task = asyncio.create_task(stream._read())
         return stream
@@ -130,6 +130,31 @@ class Stream:
 
     def commits(self) -> list[dict[str, Any]]:
         return [e for e in self.events if e["kind"] == "commit"]
+
+
+V2_NSID = "network.bsky.jetstream.subscribeEvents"
+
+
+class V2Stream(Stream):
+    """A v2 subscriber: the same reader, whose messages are ``{"$type", "payload"}`` frames."""
+
+    @property
+    def frames(self) -> list[dict[str, Any]]:
+        return self.events
+
+    def payloads(self, kind: str | None = None) -> list[dict[str, Any]]:
+        out = [f["payload"] for f in self.frames if f["$type"] == "message"]
+        return [p for p in out if kind is None or p["$type"] == f"{V2_NSID}#{kind}"]
+
+    def seqs(self) -> list[int]:
+        return [f["payload"]["seq"] for f in self.frames if "seq" in f.get("payload", {})]
+
+    async def wait_seq(self, seq: int) -> None:
+        await wait_until(lambda: seq in self.seqs() or self.closed.is_set(), what=f"seq {seq}")
+
+
+async def connect_v2(http: aiohttp.ClientSession, jet: Jet, params: Any = None, **kw: Any) -> V2Stream:
+    return await V2Stream.open(http, jet.url.replace("http://", "ws://") + f"/xrpc/{V2_NSID}", params, **kw)
 
 
 async def write_posts(pds: Pds, account: Account, n: int, prefix: str = "post") -> list[dict[str, Any]]:

@@ -7,47 +7,16 @@ import re
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
-import zstandard
-from jetstream_support import Jet, Pds, wait_until
+from jetstream_support import V2_NSID, Jet, Pds, wait_until
+from jetstream_support import connect_v2 as connect
 
 from atstack.jetstream.compression import V1_DICTIONARY_ID, v1_dictionary_bytes
 
-NSID = "network.bsky.jetstream.subscribeEvents"
+NSID = V2_NSID
 POST = "app.bsky.feed.post"
 NOTE = "com.example.note"
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-class V2:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.frames: list[dict[str, Any]] = []
-        self.binary = 0
-        self.task = asyncio.create_task(self._read())
-        self.dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(v1_dictionary_bytes()))
-
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            if msg.type is aiohttp.WSMsgType.TEXT:
-                self.frames.append(orjson.loads(msg.data))
-            elif msg.type is aiohttp.WSMsgType.BINARY:
-                self.binary += 1
-                self.frames.append(orjson.loads(self.dctx.decompress(msg.data)))
-
-    def payloads(self, kind: str | None = None) -> list[dict[str, Any]]:
-        out = [f["payload"] for f in self.frames if f["$type"] == "message"]
-        return [p for p in out if kind is None or p["$type"] == f"{NSID}#{kind}"]
-
-    async def close(self) -> None:
-        await self.ws.close()
-        await self.task
-
-
-async def connect(http: aiohttp.ClientSession, jet: Jet, params: Any = None, **kw: Any) -> V2:
-    url = jet.url.replace("http://", "ws://") + f"/xrpc/{NSID}"
-    return V2(await http.ws_connect(url, params=params, **kw))
 
 
 async def write(pds: Pds, acc: Any, collection: str, text: str) -> str:
@@ -105,7 +74,7 @@ async def test_cursor_zstd_and_dictionary(http: aiohttp.ClientSession, pds: Pds,
     await wait_until(lambda: len(s.payloads()) == 2, what="replay")
     assert [p["cid"] for p in s.payloads()] == cids[1:]  # inclusive cursor
     assert [p["seq"] for p in s.payloads()] == [e.time_us for e in stored[3:]]
-    assert s.binary == 2
+    assert len(s.compressed) == 2
     live = await write(pds, alice, POST, "live")
     await wait_until(lambda: len(s.payloads()) == 3, what="live")
     assert s.payloads()[-1]["cid"] == live

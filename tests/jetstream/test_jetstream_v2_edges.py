@@ -24,56 +24,24 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from jetstream_support import Jet, Stream, drain_frames, stalled_socket, wait_until
+from jetstream_support import (
+    V2_NSID,
+    Jet,
+    Stream,
+    drain_frames,
+    stalled_socket,
+    wait_until,
+)
+from jetstream_support import (
+    connect_v2 as connect,
+)
 from jetstream_synthetic import ALICE, BOB, Feed, MovableClock, start_fed
 
-from atstack.jetstream.compression import V1_DICTIONARY_ID, decompressor
+from atstack.jetstream.compression import V1_DICTIONARY_ID
 from atstack.jetstream.v2 import encode_v2
 
-NSID = "network.bsky.jetstream.subscribeEvents"
+NSID = V2_NSID
 NOTE = "com.example.note"
-
-
-class V2:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.frames: list[dict[str, Any]] = []
-        self.raw: list[bytes] = []
-        self.done = asyncio.Event()
-        self.task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        dctx = decompressor()
-        try:
-            async for msg in self.ws:
-                if msg.type is aiohttp.WSMsgType.TEXT:
-                    data = msg.data.encode()
-                elif msg.type is aiohttp.WSMsgType.BINARY:
-                    data = dctx.decompress(msg.data)
-                else:
-                    continue
-                self.raw.append(data)
-                self.frames.append(orjson.loads(data))
-        finally:
-            self.done.set()
-
-    def seqs(self) -> list[int]:
-        return [f["payload"]["seq"] for f in self.frames if "seq" in f.get("payload", {})]
-
-    async def wait_seq(self, seq: int) -> None:
-        await wait_until(lambda: seq in self.seqs() or self.done.is_set(), what=f"seq {seq}")
-
-    async def close(self) -> None:
-        await self.ws.close()
-        await self.task
-
-
-def v2_url(jet: Jet) -> str:
-    return jet.url.replace("http://", "ws://") + f"/xrpc/{NSID}"
-
-
-async def connect(http: aiohttp.ClientSession, jet: Jet, params: Any = None, **kw: Any) -> V2:
-    return V2(await http.ws_connect(v2_url(jet), params=params, **kw))
 
 
 async def refused(http: aiohttp.ClientSession, jet: Jet, params: Any) -> tuple[int, dict[str, Any]]:
@@ -287,7 +255,7 @@ async def test_slow_v2_subscriber_gets_consumer_too_slow(
             break
     assert jet.service.v2.live_count == 1, "the slow subscriber was not dropped"
     await fast.wait_seq(last)
-    assert not fast.done.is_set()
+    assert not fast.closed.is_set()
     frames = await drain_frames(sock)
     texts = [orjson.loads(p) for op, p in frames if op == 0x1]
     errors = [t for t in texts if t["$type"] == "error"]
