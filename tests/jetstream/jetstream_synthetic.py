@@ -8,6 +8,8 @@ retention window without waiting.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,31 @@ class Feed:
         await service.store.append(rows, self.seq)
         service.fanout.publish(rows)
         return rows
+
+    async def history(self, collection: str, rounds: int, per_round: int) -> list[JetEvent]:
+        """``rounds`` batches of ``per_round`` commits by ALICE: a stored past to replay."""
+        stored: list[JetEvent] = []
+        for i in range(rounds):
+            stored += await self.publish(
+                *(self.commit(ALICE, collection, f"s{i}.{j}") for j in range(per_round))
+            )
+        return stored
+
+    async def keep_publishing(
+        self,
+        collection: str,
+        extra: Callable[[str], Event],
+        published: list[JetEvent],
+        stop: asyncio.Event,
+        at_least: int,
+    ) -> None:
+        """Publish a BOB commit and ``extra(BOB)`` per round, one loop turn apart, into ``published``,
+        until ``stop`` is set and at least ``at_least`` rounds went (live traffic during a replay)."""
+        i = 0
+        while not stop.is_set() or i < at_least:
+            published.extend(await self.publish(self.commit(BOB, collection, f"c{i}"), extra(BOB)))
+            i += 1
+            await asyncio.sleep(0)
 
 
 async def start_fed(data_dir: Path, **overrides: Any) -> tuple[Jet, Feed]:

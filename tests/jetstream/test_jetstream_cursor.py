@@ -102,20 +102,10 @@ async def test_replay_to_live_under_concurrent_publishing(
     jet, feed = await start_fed(tmp_path / "j")
     try:
         jet.service.fanout.replay_batch = 7
-        stored = []
-        for i in range(40):
-            stored += await feed.publish(*(feed.commit(ALICE, NOTE, f"s{i}.{j}") for j in range(5)))
+        stored = await feed.history(NOTE, 40, 5)
         published = list(stored)
         stop = asyncio.Event()
-
-        async def publisher() -> None:
-            i = 0
-            while not stop.is_set() or i < 30:
-                published.extend(await feed.publish(feed.commit(BOB, NOTE, f"c{i}"), feed.identity(BOB)))
-                i += 1
-                await asyncio.sleep(0)
-
-        task = asyncio.create_task(publisher())
+        task = asyncio.create_task(feed.keep_publishing(NOTE, feed.identity, published, stop, 30))
         cursors = [stored[0].time_us, stored[57].time_us, stored[-1].time_us]
         streams = [await Stream.open(http, jet.ws, {"cursor": str(c)}) for c in cursors]
         for zstd_cursor in cursors:

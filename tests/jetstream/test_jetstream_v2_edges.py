@@ -159,20 +159,10 @@ async def test_replay_to_live_under_concurrent_publishing(
 ) -> None:
     jet, feed = fed
     jet.service.fanout.replay_batch = 6
-    stored = []
-    for i in range(30):
-        stored += await feed.publish(*(feed.commit(ALICE, NOTE, f"s{i}.{j}") for j in range(4)))
+    stored = await feed.history(NOTE, 30, 4)
     published = list(stored)
     stop = asyncio.Event()
-
-    async def publisher() -> None:
-        i = 0
-        while not stop.is_set() or i < 20:
-            published.extend(await feed.publish(feed.commit(BOB, NOTE, f"c{i}"), feed.sync(BOB)))
-            i += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(publisher())
+    task = asyncio.create_task(feed.keep_publishing(NOTE, feed.sync, published, stop, 20))
     cursors = [stored[0].time_us, stored[45].time_us]
     subs = [await connect(http, jet, {"cursor": str(c)}) for c in cursors]
     subs.append(await connect(http, jet, {"cursor": str(cursors[1]), "kinds": "sync"}))
