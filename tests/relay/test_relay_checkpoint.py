@@ -3,6 +3,7 @@ rolled forward from the event log, and ``listReposByCollection`` merges the coun
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -163,3 +164,30 @@ async def test_collection_listing_merges_pending_counts(
         assert [r["did"] for r in (await listed())["repos"]] == [dids[0], dids[2]]
     finally:
         await relay.close()
+
+
+async def test_a_quiet_relay_checkpoints_when_the_interval_is_up(tmp_path: Path) -> None:
+    commits = _commits(2)
+    db = Database(tmp_path / "relay.sqlite", synchronous="NORMAL")
+    await db.migrate(MIGRATIONS)
+    try:
+        seqr = Sequencer(db, time.time, RelayMetrics(XRPCMetrics("q")), checkpoint_interval=0.3)
+        await seqr.load()
+        seqr.start()
+        acc = Account(DID, None, "2025-01-01T00:00:00.000Z")
+        seqr.save_account(acc)
+        _accept(seqr, acc, commits[0])  # the new account's row goes with this event's batch
+        await seqr.wait_flushed()
+        _accept(seqr, acc, commits[1])
+        await seqr.wait_flushed()
+        row, _counts, state_seq = await _state(db)
+        assert row is not None and row.rev == commits[0].rev  # the event went, the new head waits
+        for _ in range(200):  # no further event: the flusher's own timer writes the head
+            row, counts, state_seq = await _state(db)
+            if state_seq == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert state_seq == 2 and row is not None and row.rev == commits[-1].rev and counts == {DID: 4}
+        await seqr.close()
+    finally:
+        await db.close()

@@ -249,20 +249,23 @@ class Sequencer:
 
     # --- the flusher ---------------------------------------------------------------------------------
 
+    def _holding_state(self) -> bool:
+        """Whether heads or record counts wait for the next checkpoint."""
+        return bool(self._deferred or self._deltas or self._replacements)
+
     def _swap(self) -> tuple[Batch, list[float]]:
         # Every emitted event goes (the ingest queue's bound covers this backlog): the rows below reflect all
         # of them, and a row must never be on disk ahead of its events.
         events, received = self._events, self._received
         self._events, self._received = [], []
         now = time.perf_counter()
-        deferred = bool(self._deferred or self._deltas or self._replacements)
+        holding = self._holding_state()
+        # with nothing held back the tables are current, so any batch may record that
         checkpoint = (
             self._checkpoint_due
             or self._closing
-            or (deferred and now - self._last_checkpoint >= self.checkpoint_interval)
-            or (
-                not deferred and self._state_seq < self._next - 1
-            )  # nothing held back: the tables are current
+            or (holding and now - self._last_checkpoint >= self.checkpoint_interval)
+            or (not holding and self._state_seq < self._next - 1)
         )
         accounts = self._accounts
         if checkpoint:
@@ -284,9 +287,9 @@ class Sequencer:
 
     async def _run(self) -> None:
         while True:
-            deferred = bool(self._deferred or self._deltas)
+            holding = self._holding_state()
             if not (self._events or self._accounts or self._cursors or self._checkpoint_due):
-                if self._closing and deferred:
+                if self._closing and holding:
                     self._checkpoint_due = (
                         True  # the last batch writes the heads: no replay on the next start
                     )
@@ -295,15 +298,12 @@ class Sequencer:
                 if self._closing:
                     return
                 self._wake.clear()
-                if not deferred:
-                    await self._wake.wait()
-                    continue
-                # gone quiet with heads not yet written: checkpoint them when the interval is up
-                wait = self._last_checkpoint + self.checkpoint_interval - time.perf_counter()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(wait, 0.0))
-                    continue
-                self._checkpoint_due = True
+                # gone quiet holding heads not yet written: checkpoint them when the interval is up
+                due = self._last_checkpoint + self.checkpoint_interval - time.perf_counter()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), max(due, 0.0) if holding else None)
+                except TimeoutError:
+                    self._checkpoint_due = True
                 continue
             # Under load, take a batch at most every flush_interval: each batch costs a transaction, a hand-off
             # to the writer thread and a socket write per firehose subscriber, whatever its size.
