@@ -50,8 +50,7 @@ def _commits(n: int) -> list:  # type: ignore[type-arg]
 def _accept(seqr: Sequencer, acc: Account, cd) -> None:  # type: ignore[no-untyped-def]
     """What the ingest path does for an accepted commit."""
     acc.rev, acc.commit_cid, acc.data_cid = cd.rev, cd.cid, cd.data
-    for op in cd.ops:
-        seqr.add_records(DID, op.path.partition("/")[0], 1 if op.action == "create" else -1)
+    seqr.count_ops(DID, cd.ops)
     evt = CommitEvent(seq=0, repo=DID, commit=cd.cid, rev=cd.rev, since=cd.since, blocks=cd.car_slice,
                       ops=cd.ops, time="2025-01-01T00:00:00.000Z", prev_data=cd.prev_data)  # fmt: skip
     seqr.emit(DID, evt)

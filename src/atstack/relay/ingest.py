@@ -275,12 +275,7 @@ class Ingest:
         acc.rev = evt.rev
         acc.commit_cid = verified.cid
         acc.data_cid = verified.commit.data
-        add = self.sequencer.add_records
-        for op in evt.ops:
-            if op.action == "create":
-                add(did, op.path.partition("/")[0], 1)
-            elif op.action == "delete":
-                add(did, op.path.partition("/")[0], -1)
+        self.sequencer.count_ops(did, evt.ops)
         self.sequencer.emit(did, evt, item.received)
         self.sequencer.defer_account(acc)  # a new head only: written at the next checkpoint
         self._accepted["#commit"].inc()

@@ -11,11 +11,12 @@ every commit's create/delete ops count again (counts are only ever written at ch
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from atstack.core.car import read_car_raw
 from atstack.core.cid import CID
 from atstack.core.commit import decode_commit
+from atstack.core.repo_op import RepoOp
 from atstack.core.stream import CommitEvent, SyncEvent, decode_event
 from atstack.relay.sequencer import Sequencer
 from atstack.relay.state import Account
@@ -32,26 +33,18 @@ class _Head:
     rev: str
     commit: CID
     data: CID
-    deltas: dict[str, int] = field(default_factory=dict)
+    ops: list[RepoOp]  # a #commit's (whose record counts change), none for a #sync
 
 
 def _head_of(frame: bytes) -> tuple[str, _Head] | None:
-    """The DID and the new head (and count deltas) a logged frame carries; None for other event types."""
+    """The DID and the new head (with the ops to count) a logged frame carries; None for other types."""
     evt = decode_event(frame)
     if type(evt) is not CommitEvent and type(evt) is not SyncEvent:
         return None
     roots, blocks = read_car_raw(evt.blocks, verify=False)
     did, commit_cid = (evt.repo, evt.commit) if type(evt) is CommitEvent else (evt.did, roots[0])
     commit = decode_commit(blocks[commit_cid.cid_bytes])
-    head = _Head(evt.rev, commit_cid, commit.data)
-    if type(evt) is CommitEvent:
-        for op in evt.ops:
-            if op.action in ("create", "delete"):
-                collection = op.path.partition("/")[0]
-                head.deltas[collection] = head.deltas.get(collection, 0) + (
-                    1 if op.action == "create" else -1
-                )
-    return did, head
+    return did, _Head(evt.rev, commit_cid, commit.data, evt.ops if type(evt) is CommitEvent else [])
 
 
 async def roll_forward(db: Database, sequencer: Sequencer, accounts: dict[str, Account]) -> int:
@@ -81,8 +74,7 @@ async def roll_forward(db: Database, sequencer: Sequencer, accounts: dict[str, A
         if acc.rev is None or head.rev > acc.rev:
             acc.rev, acc.commit_cid, acc.data_cid = head.rev, head.commit, head.data
             sequencer.defer_account(acc)
-        for collection, n in head.deltas.items():
-            sequencer.add_records(did, collection, n)
+        sequencer.count_ops(did, head.ops)
     if replayed:
         log.info(
             "repo state rolled forward from the event log", extra={"events": replayed, "heads": len(heads)}

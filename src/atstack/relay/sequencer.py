@@ -15,7 +15,7 @@ subscriber, whatever its size. An event arriving after a quiet spell is still wr
 Repo heads and record counts are *checkpointed*, not written with every event: a commit changes its account's
 ``rev``/``commit``/``data`` and a few per-collection counts, and writing those rows with each batch cost more
 than the events themselves (random B-tree pages in the WAL, then again at WAL checkpoint: measured, ingest
-+10–20 % per core without them). They are marked with :meth:`defer_account` / :meth:`add_records` and go out
++10–20 % per core without them). They are marked with :meth:`defer_account` / :meth:`count_ops` and go out
 together every ``checkpoint_interval`` (5 s), in a batch that takes every emitted event and records
 ``meta.state_seq``, the last seq whose effects the account tables hold. After a crash, :meth:`replay_state`
 hands the caller the logged events after ``state_seq`` to roll the heads and counts forward. Every batch takes
@@ -33,10 +33,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Protocol
 
+from atstack.core.repo_op import RepoOp
 from atstack.core.stream import AccountEvent, CommitEvent, IdentityEvent, SyncEvent
 from atstack.relay.metrics import RelayMetrics
 from atstack.relay.store import Batch, write_batch
@@ -213,9 +214,13 @@ class Sequencer:
         """Write ``account``'s row with the next checkpoint (a new repo head: replayable from the log)."""
         self._deferred[account.did] = account
 
-    def add_records(self, did: str, collection: str, delta: int) -> None:
-        key = (collection, did)
-        self._deltas[key] = self._deltas.get(key, 0) + delta
+    def count_ops(self, did: str, ops: Iterable[RepoOp]) -> None:
+        """A commit's record-count changes, for the next checkpoint: +1 per create, -1 per delete."""
+        deltas = self._deltas
+        for op in ops:
+            if op.action != "update":
+                key = (op.path.partition("/")[0], did)
+                deltas[key] = deltas.get(key, 0) + (1 if op.action == "create" else -1)
 
     def pending_records(self, collection: str) -> dict[str, int]:
         """Record-count changes in ``collection`` not yet in the table, by DID (readers merge them in)."""
