@@ -150,11 +150,6 @@ class TokenBucket:
         self.throttled_at = now
         return (1.0 - tokens) / rate
 
-    async def take(self) -> None:
-        delay = self.take_now()
-        if delay:
-            await asyncio.sleep(delay)
-
     @property
     def throttled(self) -> bool:
         return time.monotonic() - self.throttled_at < 5.0
